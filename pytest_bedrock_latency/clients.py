@@ -1,0 +1,118 @@
+"""Building the boto3 clients the plugin uses, and saying clearly what is missing."""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ProfileNotFound
+
+_REGION_SHAPE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where Bedrock calls go and how: one value shared by every client the plugin makes."""
+
+    region: str | None
+    aws_profile: str | None
+    endpoint_url: str | None
+    emulator: bool
+    timeout: float | None
+    pool_size: int
+
+    @property
+    def kind(self) -> str:
+        return "emulator" if self.emulator else ("custom endpoint" if self.endpoint_url else "AWS")
+
+    def describe(self) -> str:
+        where = f"the embedded emulator at {self.endpoint_url}" if self.emulator else (
+            f"endpoint {self.endpoint_url}" if self.endpoint_url else "Amazon Bedrock"
+        )
+        return f"{where}, region {self.region or '(none)'}"
+
+
+class Clients:
+    """Lazily built, thread-safe boto3 session and clients for one :class:`Target`."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self._lock = threading.Lock()
+        self._session: boto3.Session | None = None
+        self._runtime: Any = None
+        self._control: Any = None
+
+    def session(self) -> boto3.Session:
+        with self._lock:
+            if self._session is None:
+                self._session = boto3.Session(profile_name=self.target.aws_profile, region_name=self.target.region)
+            return self._session
+
+    def problems(self) -> list[str]:
+        """What keeps Bedrock from being reached, each with its fix; empty when all is set."""
+        try:
+            session = self.session()
+        except ProfileNotFound:
+            return [f"AWS profile {self.target.aws_profile!r} does not exist (--bedrock-aws-profile / AWS_PROFILE)"]
+        problems: list[str] = []
+        try:
+            credentials = session.get_credentials()
+        except BotoCoreError as error:
+            credentials, problems = None, [f"AWS credentials could not be loaded: {error}"]
+        if credentials is None and not problems:
+            problems.append(
+                "no AWS credentials (set AWS_PROFILE or --bedrock-aws-profile, or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY)"
+            )
+        region = session.region_name
+        if not region:
+            problems.append("no AWS region (set --bedrock-region, bedrock_region in the ini file, or AWS_REGION)")
+        elif not self.target.endpoint_url and not _REGION_SHAPE.match(region):
+            problems.append(f"{region!r} is not an AWS region name (e.g. us-east-1)")
+        elif not self.target.endpoint_url:
+            known = _bedrock_regions(session)
+            if known and region not in known:
+                problems.append(f"Bedrock Runtime is not offered in region {region!r} (set --bedrock-region)")
+        return problems
+
+    def _config(self) -> Config:
+        timeout = self.target.timeout
+        return Config(
+            read_timeout=timeout if timeout is not None else 60,
+            connect_timeout=min(timeout, 10) if timeout is not None else 10,
+            retries={"mode": "standard", "total_max_attempts": 5},
+            max_pool_connections=self.target.pool_size,
+        )
+
+    def runtime(self) -> Any:
+        """The ``bedrock-runtime`` client every handle of the session shares."""
+        session = self.session()
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = session.client(
+                    "bedrock-runtime", endpoint_url=self.target.endpoint_url, config=self._config()
+                )
+            return self._runtime
+
+    def control(self) -> Any:
+        """The ``bedrock`` control-plane client (custom models, provisioned throughput).
+
+        Against the emulator the control plane shares the runtime's port.
+        """
+        session = self.session()
+        with self._lock:
+            if self._control is None:
+                endpoint = self.target.endpoint_url if self.target.emulator else None
+                self._control = session.client("bedrock", endpoint_url=endpoint, config=self._config())
+            return self._control
+
+
+def _bedrock_regions(session: boto3.Session) -> set[str]:
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("bedrock-runtime", partition_name=partition))
+    return regions

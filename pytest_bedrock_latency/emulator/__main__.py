@@ -1,0 +1,60 @@
+"""``bedrock-emulator`` / ``python -m pytest_bedrock_latency.emulator``: run the emulator."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .profiles import ProfileError
+from .server import Emulator
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the emulator, print its URL and the export lines, serve until Ctrl-C (exit 0)."""
+    parser = argparse.ArgumentParser(
+        prog="bedrock-emulator",
+        description="Local, wire-compatible Amazon Bedrock Runtime emulator (plus moto's "
+                    "bedrock control plane on the same port).",
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface to bind (default 127.0.0.1; use another only on purpose)")
+    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--profiles", metavar="FILE", default=None,
+                        help="TOML profile file (default: the shipped default profiles)")
+    args = parser.parse_args(argv)
+    try:
+        emulator = Emulator(profiles=args.profiles, host=args.host, port=args.port)
+    except ProfileError as exc:
+        print(f"bedrock-emulator: {exc}", file=sys.stderr)
+        return 2
+    try:
+        emulator.start()
+    except OSError as exc:
+        print(f"bedrock-emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"Bedrock emulator listening on {emulator.url}")
+    print(f"export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={emulator.url}")
+    print(f"export AWS_ENDPOINT_URL_BEDROCK={emulator.url}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

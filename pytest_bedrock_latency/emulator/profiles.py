@@ -1,0 +1,351 @@
+"""Latency/verbosity profiles of emulated models: schema, TOML loading, validation, lookup.
+
+A profile file looks like::
+
+    [defaults]
+    jitter = 0.05
+
+    [models."anthropic.claude-3-haiku-20240307-v1:0"]
+    ttft_ms = 300
+    ms_per_token = 8
+
+    [models."support-v3"]
+    like = "anthropic.claude-3-haiku-20240307-v1:0"
+    answer_tokens = 120
+
+    [models."arn:aws:bedrock:*:custom-model/*"]
+    family = "titan"
+
+Field values are resolved as: built-in defaults, then ``[defaults]``, then the ``like``
+chain (root first), then the profile's own fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+__all__ = [
+    "FAMILIES",
+    "FIELDS",
+    "BUILTIN_DEFAULTS",
+    "Profile",
+    "ProfileError",
+    "ProfileSet",
+    "ProfileSource",
+    "load_profiles",
+    "default_profiles_path",
+]
+
+#: Native InvokeModel body formats the emulator speaks.
+FAMILIES: tuple[str, ...] = ("anthropic", "nova", "titan", "llama", "mistral")
+
+#: Every allowed field, in documentation order.
+FIELDS: tuple[str, ...] = (
+    "like",
+    "family",
+    "ttft_ms",
+    "ms_per_token",
+    "jitter",
+    "answer_tokens",
+    "prompt_spread",
+    "answer_tokens_spread",
+    "tokens_per_chunk",
+    "optimized_speedup",
+    "throttle_rate",
+    "not_ready_rate",
+    "stream_error_rate",
+    "outlier_rate",
+    "outlier_factor",
+    "seed",
+)
+
+#: Defaults applied before a file's ``[defaults]`` table.
+BUILTIN_DEFAULTS: Mapping[str, Any] = {
+    "family": None,
+    "ttft_ms": 200.0,
+    "ms_per_token": 20.0,
+    "jitter": 0.0,
+    "answer_tokens": 60.0,
+    "prompt_spread": 0.3,
+    "answer_tokens_spread": 0.1,
+    "tokens_per_chunk": 1,
+    "optimized_speedup": 1.0,
+    "throttle_rate": 0.0,
+    "not_ready_rate": 0.0,
+    "stream_error_rate": 0.0,
+    "outlier_rate": 0.0,
+    "outlier_factor": 3.0,
+    "seed": 0,
+}
+
+# (kind, description used in error messages). Kinds: "nonneg" number >= 0, "pos" number > 0,
+# "rate" number in [0, 1], "atleast1" number >= 1, "int1" integer >= 1, "int" any integer.
+_RULES: Mapping[str, tuple[str, str]] = {
+    "ttft_ms": ("nonneg", "a number >= 0"),
+    "ms_per_token": ("nonneg", "a number >= 0"),
+    "jitter": ("nonneg", "a number >= 0"),
+    "answer_tokens": ("atleast1", "a number >= 1"),
+    "prompt_spread": ("nonneg", "a number >= 0"),
+    "answer_tokens_spread": ("nonneg", "a number >= 0"),
+    "tokens_per_chunk": ("int1", "an integer >= 1"),
+    "optimized_speedup": ("pos", "a number > 0"),
+    "throttle_rate": ("rate", "a number between 0 and 1"),
+    "not_ready_rate": ("rate", "a number between 0 and 1"),
+    "stream_error_rate": ("rate", "a number between 0 and 1"),
+    "outlier_rate": ("rate", "a number between 0 and 1"),
+    "outlier_factor": ("pos", "a number > 0"),
+    "seed": ("int", "an integer"),
+}
+
+ProfileSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "ProfileSet", None]
+
+
+class ProfileError(ValueError):
+    """A profile file or dict is invalid. The message names the source, model key and field."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The fully resolved timing and verbosity behaviour of one emulated model."""
+
+    key: str
+    family: str | None
+    ttft_ms: float
+    ms_per_token: float
+    jitter: float
+    answer_tokens: float
+    prompt_spread: float
+    answer_tokens_spread: float
+    tokens_per_chunk: int
+    optimized_speedup: float
+    throttle_rate: float
+    not_ready_rate: float
+    stream_error_rate: float
+    outlier_rate: float
+    outlier_factor: float
+    seed: int
+
+    def fields(self) -> dict[str, Any]:
+        """The field values (without ``key``), suitable for re-validation with overrides."""
+        out = dataclasses.asdict(self)
+        del out["key"]
+        return out
+
+
+def _repr(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int subclass but "jitter = true" is a mistake, not 1.0.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_field(where: str, name: str, value: Any) -> Any:
+    """Validate one field and return its normalised value."""
+    def fail(expect: str) -> ProfileError:
+        return ProfileError(f'{where}: field "{name}" must be {expect} (got {_repr(value)})')
+
+    if name == "like":
+        if not isinstance(value, str):
+            raise fail("a string naming another model key")
+        return value
+    if name == "family":
+        if value not in FAMILIES:
+            raise fail("one of " + ", ".join(FAMILIES))
+        return value
+    kind, expect = _RULES[name]
+    if kind in ("int1", "int"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise fail(expect)
+        if kind == "int1" and value < 1:
+            raise fail(expect)
+        return int(value)
+    if not _is_number(value):
+        raise fail(expect)
+    number = float(value)
+    if number != number:  # NaN
+        raise fail(expect)
+    if kind == "nonneg" and number < 0:
+        raise fail(expect)
+    if kind == "pos" and number <= 0:
+        raise fail(expect)
+    if kind == "atleast1" and number < 1:
+        raise fail(expect)
+    if kind == "rate" and not 0.0 <= number <= 1.0:
+        raise fail(expect)
+    return number
+
+
+def _check_table(where: str, table: Any, allow_like: bool = True) -> dict[str, Any]:
+    if not isinstance(table, Mapping):
+        raise ProfileError(f"{where}: must be a table of fields (got {_repr(table)})")
+    out: dict[str, Any] = {}
+    allowed = FIELDS if allow_like else tuple(f for f in FIELDS if f != "like")
+    for name, value in table.items():
+        if name not in allowed:
+            raise ProfileError(
+                f'{where}: unknown field "{name}" (allowed: {", ".join(allowed)})'
+            )
+        out[name] = _check_field(where, name, value)
+    return out
+
+
+def _is_glob(key: str) -> bool:
+    return any(ch in key for ch in "*?[")
+
+
+class ProfileSet:
+    """A validated, immutable collection of model profiles with exact and glob lookup."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Mapping[str, Any]],
+        defaults: Mapping[str, Any] | None = None,
+        source: str = "<dict>",
+    ) -> None:
+        self.source = source
+        self._defaults = _check_table(f"{source}: [defaults]", defaults or {}, allow_like=False)
+        raw: dict[str, dict[str, Any]] = {}
+        for key, table in models.items():
+            if not isinstance(key, str) or not key:
+                raise ProfileError(f"{source}: model keys must be non-empty strings (got {_repr(key)})")
+            raw[key] = _check_table(f'{source}: model "{key}"', table)
+        self._raw = raw
+        self._profiles: dict[str, Profile] = {key: self._resolve(key) for key in raw}
+        # Longest glob first, so "the longest pattern wins" is a linear scan.
+        self._globs = sorted((k for k in raw if _is_glob(k)), key=lambda k: (-len(k), k))
+
+    def _resolve(self, key: str) -> Profile:
+        chain: list[str] = []
+        current: str | None = key
+        while current is not None:
+            if current in chain:
+                cycle = " -> ".join([*chain, current])
+                raise ProfileError(f'{self.source}: model "{key}": "like" cycle ({cycle})')
+            if current not in self._raw:
+                raise ProfileError(
+                    f'{self.source}: model "{chain[-1]}": field "like" names unknown model '
+                    f'"{current}" (known: {", ".join(sorted(self._raw))})'
+                )
+            chain.append(current)
+            current = self._raw[current].get("like")
+        values: dict[str, Any] = dict(BUILTIN_DEFAULTS)
+        values.update(self._defaults)
+        for name in reversed(chain):
+            values.update({k: v for k, v in self._raw[name].items() if k != "like"})
+        return Profile(key=key, **values)
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def keys(self) -> list[str]:
+        """All model keys (exact ids and globs) in definition order."""
+        return list(self._raw)
+
+    def get(self, key: str) -> Profile | None:
+        """The profile defined under exactly ``key`` (no glob matching)."""
+        return self._profiles.get(key)
+
+    def match_exact(self, model_id: str) -> Profile | None:
+        """The profile whose key equals ``model_id`` (globs are not consulted)."""
+        return self._profiles.get(model_id)
+
+    def match_glob(self, model_id: str, include_star: bool = True) -> Profile | None:
+        """The longest glob key matching ``model_id``; the bare ``"*"`` only if ``include_star``."""
+        for pattern in self._globs:
+            if pattern == "*" and not include_star:
+                continue
+            if fnmatch.fnmatchcase(model_id, pattern):
+                return self._profiles[pattern]
+        return None
+
+    def match(self, model_id: str) -> Profile | None:
+        """Exact key first, then the longest matching glob."""
+        return self.match_exact(model_id) or self.match_glob(model_id)
+
+    def defaults_profile(self, key: str) -> Profile:
+        """A profile made only of built-in defaults and the ``[defaults]`` table."""
+        values: dict[str, Any] = dict(BUILTIN_DEFAULTS)
+        values.update(self._defaults)
+        return Profile(key=key, **values)
+
+    def derive(self, key: str, base: Profile | None, fields: Mapping[str, Any],
+               source: str = "set_profile") -> Profile:
+        """Validate ``fields`` and layer them on ``base`` (or on the defaults), honouring ``like``."""
+        checked = _check_table(f'{source}: model "{key}"', fields)
+        values = (base or self.defaults_profile(key)).fields()
+        like = checked.pop("like", None)
+        if like is not None:
+            target = self._profiles.get(like)
+            if target is None:
+                raise ProfileError(
+                    f'{source}: model "{key}": field "like" names unknown model "{like}" '
+                    f'(known: {", ".join(sorted(self._raw))})'
+                )
+            values = target.fields()
+        values.update(checked)
+        return Profile(key=key, **values)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"ProfileSet(source={self.source!r}, models={list(self._raw)!r})"
+
+
+def default_profiles_path() -> Path:
+    """The profile file shipped with the package (used when ``profiles=None``)."""
+    return Path(__file__).with_name("default_profiles.toml")
+
+
+def _from_document(doc: Mapping[str, Any], source: str) -> ProfileSet:
+    if "models" in doc and isinstance(doc["models"], Mapping):
+        unknown = [k for k in doc if k not in ("defaults", "models")]
+        if unknown:
+            raise ProfileError(
+                f'{source}: unknown top-level table "{unknown[0]}" (allowed: defaults, models)'
+            )
+        return ProfileSet(doc["models"], doc.get("defaults"), source)
+    # Flat form: {model_id: fields, ..., "defaults": {...}}.
+    models = {k: v for k, v in doc.items() if k != "defaults"}
+    return ProfileSet(models, doc.get("defaults"), source)
+
+
+def load_profiles(source: ProfileSource = None) -> ProfileSet:
+    """Load and validate profiles from a TOML file path, a dict, or ``None`` (shipped defaults).
+
+    A dict may use the TOML layout (``{"defaults": {...}, "models": {id: {...}}}``) or be flat
+    (``{id: {...}}`` with an optional ``"defaults"`` entry). Raises :class:`ProfileError`.
+    """
+    if isinstance(source, ProfileSet):
+        return source
+    if source is None:
+        source = default_profiles_path()
+    if isinstance(source, Mapping):
+        return _from_document(source, "<dict>")
+    path = Path(os.fspath(source))
+    name = str(source)
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ProfileError(f"{name}: no such profile file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{name}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ProfileError(f"{name}: cannot read: {exc.strerror}") from None
+    return _from_document(doc, name)

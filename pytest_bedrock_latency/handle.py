@@ -1,0 +1,226 @@
+"""``ModelHandle``: ask a Bedrock model something and get back a measured Generation."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .evaluate import display_model
+from .instrument import Instrumentation
+from .measurement import CallRecord, Generation
+
+Prompt = str | Sequence[Mapping[str, Any]]
+
+# Errors that will not go away by asking again in the next test: remembered per model so
+# a misconfigured run says it once, clearly, instead of a botocore traceback per test.
+_FATAL_CODES = frozenset(
+    {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
+     "ExpiredTokenException", "InvalidSignatureException"}
+)
+
+
+class BedrockCallError(Exception):
+    """A Bedrock call made through the plugin failed.
+
+    The message says which model, which operation, how many attempts, Bedrock's own words
+    and, where there is one, the fix.
+    """
+
+    def __init__(self, model_id: str, operation: str, code: str, message: str, attempts: int, hint: str = "") -> None:
+        self.model_id = model_id
+        self.operation = operation
+        self.code = code
+        self.attempts = attempts
+        attempts_text = f", {attempts} attempts" if attempts > 1 else ""
+        text = f"{code} from Bedrock for model {display_model(model_id)} ({operation}{attempts_text}): {message}"
+        super().__init__(f"{text}\n{hint}" if hint else text)
+
+
+class CallFailures:
+    """Remembers, per model, an error that later calls would only repeat (thread-safe)."""
+
+    def __init__(self, hint: str) -> None:
+        self.hint = hint
+        self._lock = threading.Lock()
+        self._by_model: dict[str, BedrockCallError] = {}
+
+    def check(self, model_id: str) -> None:
+        with self._lock:
+            error = self._by_model.get(model_id)
+        if error is not None:
+            raise error
+
+    def remember(self, error: BedrockCallError) -> None:
+        if error.code in _FATAL_CODES or error.code.startswith("NoCredentials") or error.code == "NoRegionError":
+            with self._lock:
+                self._by_model.setdefault(error.model_id, error)
+
+
+class ModelHandle:
+    """A Bedrock model as a test sees it: every call returns a measured :class:`Generation`.
+
+    Calls go through the real boto3 ``bedrock-runtime`` client; streaming calls are
+    consumed to the end so the figures are complete. ``publish`` hands each measured call
+    to the current test (``bedrock_calls`` and the markers); the regression gate's own
+    replays are not published.
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        client: Any,
+        instrumentation: Instrumentation,
+        *,
+        max_tokens: int | None = None,
+        failures: CallFailures | None = None,
+        publish: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self.model_id = model_id
+        self.client = client
+        self._instrumentation = instrumentation
+        self._max_tokens = max_tokens
+        self._failures = failures or CallFailures("")
+        self._publish = publish
+
+    def __repr__(self) -> str:
+        return f"ModelHandle({self.model_id!r})"
+
+    def with_model(self, model_id: str, *, publish: bool = True) -> ModelHandle:
+        """The same client settings for another model (the two halves of a pair share them)."""
+        return ModelHandle(
+            model_id,
+            self.client,
+            self._instrumentation,
+            max_tokens=self._max_tokens,
+            failures=self._failures,
+            publish=self._publish if publish else None,
+        )
+
+    # -- public calls --------------------------------------------------------------------
+    def converse(
+        self,
+        prompt: Prompt,
+        *,
+        system: str | Sequence[Mapping[str, Any]] | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        stop_sequences: Sequence[str] | None = None,
+        stream: bool = True,
+        **request_fields: Any,
+    ) -> Generation:
+        """Ask with the Converse API (ConverseStream when ``stream``).
+
+        ``prompt`` is one user turn as a string, or a Converse ``messages`` list;
+        ``request_fields`` go into the request as they are (``performanceConfig``,
+        ``additionalModelRequestFields``, ``serviceTier``, ...).
+        """
+        __tracebackhide__ = True
+        params: dict[str, Any] = {"modelId": self.model_id, "messages": _messages(prompt)}
+        if system is not None:
+            params["system"] = [{"text": system}] if isinstance(system, str) else list(system)
+        inference = dict(request_fields.pop("inferenceConfig", {}) or {})
+        for key, value in (
+            ("maxTokens", max_tokens if max_tokens is not None else self._max_tokens),
+            ("temperature", temperature),
+            ("topP", top_p),
+            ("stopSequences", list(stop_sequences) if stop_sequences is not None else None),
+        ):
+            if value is not None:
+                inference[key] = value
+        if inference:
+            params["inferenceConfig"] = inference
+        params.update(request_fields)
+        return self.replay("ConverseStream" if stream else "Converse", params)
+
+    def invoke(self, body: Mapping[str, Any] | str | bytes, *, stream: bool = True, **request_fields: Any) -> Generation:
+        """Send a native InvokeModel body (InvokeModelWithResponseStream when ``stream``).
+
+        Text and token counts are parsed per model family (Anthropic, Nova, Titan, Llama,
+        Mistral, Cohere); token counts prefer Bedrock's own headers and invocation metrics.
+        """
+        __tracebackhide__ = True
+        raw = json.dumps(body) if isinstance(body, Mapping) else body
+        params: dict[str, Any] = {
+            "modelId": self.model_id,
+            "body": raw,
+            "contentType": "application/json",
+            "accept": "application/json",
+        }
+        params.update(request_fields)
+        return self.replay("InvokeModelWithResponseStream" if stream else "InvokeModel", params)
+
+    def count_tokens(self, prompt: Prompt) -> int:
+        """Input tokens of ``prompt`` as the model counts them (CountTokens, free of charge)."""
+        __tracebackhide__ = True
+        try:
+            response = self.client.count_tokens(
+                modelId=self.model_id, input={"converse": {"messages": _messages(prompt)}}
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise self._error("CountTokens", error, attempts=1) from None
+        return int(response["inputTokens"])
+
+    # -- the one path every call takes ----------------------------------------------------
+    def replay(self, operation: str, params: Mapping[str, Any]) -> Generation:
+        """Send a request as given, with this handle's model id, and measure it.
+
+        The regression gate uses this to send a test's captured requests to the base model.
+        """
+        __tracebackhide__ = True
+        self._failures.check(self.model_id)
+        request = dict(params)
+        request["modelId"] = self.model_id
+        with self._instrumentation.capture() as records:
+            try:
+                self._send(operation, request)
+            except (ClientError, BotoCoreError) as error:
+                attempts = records[0].attempts if records else 1
+                raised = self._error(operation, error, attempts)
+                self._failures.remember(raised)
+                raise raised from None
+        record = records[0]
+        if self._publish is not None:
+            self._publish(record)
+        return record.generation()
+
+    def _send(self, operation: str, request: dict[str, Any]) -> None:
+        if operation == "ConverseStream":
+            for _ in self.client.converse_stream(**request)["stream"]:
+                pass
+        elif operation == "Converse":
+            self.client.converse(**request)
+        elif operation == "InvokeModelWithResponseStream":
+            for _ in self.client.invoke_model_with_response_stream(**request)["body"]:
+                pass
+        elif operation == "InvokeModel":
+            self.client.invoke_model(**request)["body"].read()
+        else:
+            raise ValueError(f"cannot send Bedrock operation {operation!r}")
+
+    def _error(self, operation: str, error: Exception, attempts: int) -> BedrockCallError:
+        if isinstance(error, ClientError):
+            details = error.response.get("Error", {})
+            code = str(details.get("Code", "ClientError"))
+            message = str(details.get("Message", error))
+            attempts = max(attempts, int(error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1)
+        else:
+            code, message = type(error).__name__, str(error)
+        hint = self._failures.hint if (code in _FATAL_CODES or not isinstance(error, ClientError)) else ""
+        return BedrockCallError(self.model_id, operation, code, message, attempts, hint)
+
+
+def _messages(prompt: Prompt) -> list[Any]:
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": [{"text": prompt}]}]
+    messages = list(prompt)
+    if not messages or not all(isinstance(m, Mapping) and "role" in m for m in messages):
+        raise TypeError(
+            "prompt must be a string (one user turn) or a Converse messages list such as "
+            "[{'role': 'user', 'content': [{'text': '...'}]}]"
+        )
+    return messages

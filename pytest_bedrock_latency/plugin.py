@@ -1,0 +1,172 @@
+"""pytest hooks and fixtures of pytest-bedrock-latency.
+
+Each hook hands off to the :class:`~.session.BedrockSession` kept in ``config.stash``;
+the logic lives there and in the pure modules it calls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+
+import pytest
+
+from . import settings as settings_module
+from .emulator import Emulator
+from .handle import ModelHandle
+from .markers import MARKERS
+from .measurement import Generation
+from .session import BedrockSession, CallLog
+
+SESSION_KEY = pytest.StashKey[BedrockSession]()
+MESSAGES_KEY = pytest.StashKey[list[str]]()
+COLLECTOR_NAME = "bedrock_latency_reports"
+
+
+def _session(config: pytest.Config) -> BedrockSession:
+    return config.stash[SESSION_KEY]
+
+
+# -- configuration ------------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings_module.add_options(parser)
+
+
+@pytest.hookimpl
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker.HELP)
+    try:
+        resolved = settings_module.resolve(
+            config,
+            environ=os.environ,
+            invocation_dir=config.invocation_params.dir,
+            ini_dir=config.inipath.parent if config.inipath else None,
+            ini_path=config.inipath,
+        )
+    except settings_module.SettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+    worker = hasattr(config, "workerinput")  # pytest-xdist's documented marker of a worker
+    bedrock = BedrockSession(resolved, worker=worker, verbosity=config.get_verbosity())
+    config.stash[SESSION_KEY] = bedrock
+    config.pluginmanager.register(ReportCollector(bedrock), COLLECTOR_NAME)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session(session.config).start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SESSION_KEY in config.stash:
+        _session(config).stop()
+        config.pluginmanager.unregister(name=COLLECTOR_NAME)
+
+
+# -- collection ---------------------------------------------------------------------------
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _session(config).validate(items)
+
+
+# -- running a test -------------------------------------------------------------------------
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    _session(item.config).begin(item)
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    result = yield  # re-raises when the test body failed: its bounds are not checked then
+    _session(item.config).check(item)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    try:
+        return (yield)
+    finally:
+        _session(item.config).end(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _session(item.config).payload(item, report)
+    return report
+
+
+class ReportCollector:
+    """Receives every test report; ``pytest_runtest_logreport`` is not given the config,
+    so this per-run object (registered at configure) carries the session."""
+
+    def __init__(self, bedrock: BedrockSession) -> None:
+        self.bedrock = bedrock
+
+    @pytest.hookimpl
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # In the xdist controller this sees the workers' reports with their payloads.
+        self.bedrock.collect(report)
+
+
+# -- reports -------------------------------------------------------------------------------
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    bedrock = _session(session.config)
+    session.config.stash[MESSAGES_KEY] = bedrock.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    bedrock = _session(config)
+    lines = bedrock.report().terminal_lines(config.get_verbosity())
+    if lines:
+        terminalreporter.section("bedrock latency")
+        for line in lines:
+            terminalreporter.line(line)
+    for message in config.stash.get(MESSAGES_KEY, []):
+        terminalreporter.line(message)
+
+
+# -- fixtures --------------------------------------------------------------------------------
+@pytest.fixture
+def bedrock_model(request: pytest.FixtureRequest) -> ModelHandle:
+    """The candidate model (``--bedrock-model``) as a :class:`ModelHandle`."""
+    bedrock = _session(request.config)
+    bedrock.require_bedrock(need_model=True)
+    assert bedrock.settings.model is not None
+    return bedrock.handle(bedrock.settings.model)
+
+
+@pytest.fixture
+def bedrock_baseline(request: pytest.FixtureRequest) -> ModelHandle:
+    """The base model: ``--bedrock-baseline``, or the candidate custom model's base."""
+    bedrock = _session(request.config)
+    bedrock.require_bedrock(need_model=True)
+    assert bedrock.settings.model is not None
+    choice = bedrock.base_for(bedrock.settings.model)
+    if choice.model_id is None:
+        pytest.skip(f"no base model configured: {choice.problem}")
+    return bedrock.handle(choice.model_id)
+
+
+@pytest.fixture
+def bedrock_runtime(request: pytest.FixtureRequest) -> object:
+    """The configured boto3 ``bedrock-runtime`` client (its calls are measured too)."""
+    bedrock = _session(request.config)
+    bedrock.require_bedrock(need_model=False)
+    return bedrock.runtime_client()
+
+
+@pytest.fixture
+def bedrock_calls(request: pytest.FixtureRequest) -> Sequence[Generation]:
+    """The :class:`Generation` of every Bedrock call the test has completed so far."""
+    run = _session(request.config).run_for(request.node)
+    assert run is not None  # the fixture's name makes the session measure this test
+    return CallLog(run)
+
+
+@pytest.fixture
+def bedrock_emulator(request: pytest.FixtureRequest) -> Generator[Emulator, None, None]:
+    """The session's embedded Bedrock emulator; per-test profile overrides are reset after."""
+    emulator = _session(request.config).emulator_for_fixture()
+    yield emulator
+    emulator.reset_overrides()

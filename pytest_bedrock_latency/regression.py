@@ -1,0 +1,264 @@
+"""Drawing candidate/base pairs for ``bedrock_regression`` until every metric is decided.
+
+Protocol (statistics.md 5.4): the same request to both models back to back, in random
+order within the pair, on the same client settings; one warm-up pair discarded; looks at
+5/10/20/40 pairs; a failed request drops its pair (logged) and is never retried into the
+timing; up to ``concurrency`` pairs in flight.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .baseline_store import StoredRequest, StoredSample, request_key
+from .gate import METRICS, MetricVerdict, Pair, PairSeries, RegressionResult, Sample, end_to_end_split
+from .handle import BedrockCallError, ModelHandle
+from .markers import RegressionGate
+from .measurement import CallRecord, Generation
+from .stats import Decision, SequentialRule
+
+
+class CallBudget:
+    """``--bedrock-max-calls``: invocations left for the whole session (thread-safe)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._used = 0
+        self._lock = threading.Lock()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def spend(self, calls: int) -> None:
+        """Count calls made outside the gate (test bodies); they are not refused."""
+        with self._lock:
+            self._used += calls
+
+    def take(self, calls: int) -> bool:
+        """Reserve ``calls`` invocations; False (and nothing reserved) when they would exceed the cap."""
+        with self._lock:
+            if self.limit is not None and self._used + calls > self.limit:
+                return False
+            self._used += calls
+            return True
+
+
+@dataclass(frozen=True)
+class Request:
+    """A distinct request the test made to the candidate, ready to replay."""
+
+    key: str
+    operation: str
+    params: Mapping[str, Any]
+
+
+def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Request]:
+    """The test's completed requests to ``candidate``, each once, in the order first made."""
+    seen: dict[str, Request] = {}
+    for record in records:
+        if record.model_id != candidate or not record.complete:
+            continue
+        key = request_key(record.operation, record.request)
+        seen.setdefault(key, Request(key, record.operation, record.request))
+    return list(seen.values())
+
+
+def _sample(generation: Generation) -> Sample:
+    return Sample(
+        generation.output_tokens, generation.ms_per_token, generation.ttft_ms, generation.total_ms,
+        generation.stop_reason, generation.started_at,
+    )
+
+
+def _stored_sample(stored: StoredSample) -> Sample:
+    return Sample(stored.output_tokens, stored.ms_per_token, stored.ttft_ms, None, stored.stop_reason, stored.recorded_at)
+
+
+Progress = Callable[[int, int], None]
+
+
+class GateRun:
+    """One test's regression gate.
+
+    ``base`` is a live model handle, or ``None`` with ``stored`` samples per request key
+    (then each candidate sample is paired with a stored base sample by index: sound for
+    verbosity, subject to drift for latency, and labelled "stored").
+    """
+
+    def __init__(
+        self,
+        gate: RegressionGate,
+        *,
+        budget: int,
+        policy: str,
+        concurrency: int,
+        candidate: ModelHandle,
+        base: ModelHandle | None,
+        base_model_id: str,
+        base_source: str,
+        stored: Mapping[str, StoredRequest] | None = None,
+        calls: CallBudget | None = None,
+        progress: Progress | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.gate = gate
+        self.budget = budget
+        self.policy = policy
+        self.concurrency = concurrency
+        self.candidate = candidate
+        self.base = base
+        self.base_model_id = base_model_id
+        self.base_source = base_source
+        self.stored = stored or {}
+        self.calls = calls or CallBudget(None)
+        self.progress = progress
+        self.rng = rng or random.Random()
+        self.rules = {
+            m.key: SequentialRule(tolerance=float(getattr(gate, m.argument)), budget=budget) for m in METRICS
+        }
+        self.generations: list[Generation] = []  # every gate call, warm-up included (spend)
+        self._lock = threading.Lock()
+
+    # -- one pair ----------------------------------------------------------------------------
+    def _call(self, handle: ModelHandle, request: Request) -> Generation:
+        generation = handle.replay(request.operation, request.params)
+        with self._lock:
+            self.generations.append(generation)
+        return generation
+
+    def _pair(self, index: int, requests: Sequence[Request], candidate_first: bool) -> Pair:
+        request = requests[index % len(requests)]
+        order = "candidate-first" if candidate_first else "base-first"
+        if self.base is None:
+            stored = self.stored[request.key].samples
+            return Pair(request.key, "stored", _sample(self._call(self.candidate, request)),
+                        _stored_sample(stored[index % len(stored)]))
+        first, second = (self.candidate, self.base) if candidate_first else (self.base, self.candidate)
+        a = self._call(first, request)
+        b = self._call(second, request)
+        cand, base = (a, b) if candidate_first else (b, a)
+        return Pair(request.key, order, _sample(cand), _sample(base))
+
+    def _draw(self, pool: ThreadPoolExecutor, start: int, count: int, requests: Sequence[Request]) -> tuple[list[Pair], list[str], bool]:
+        """Draw ``count`` pairs; returns the pairs, the errors of dropped ones, and budget exhaustion."""
+        per_pair = 1 if self.base is None else 2
+        jobs = []
+        exhausted = False
+        for index in range(start, start + count):
+            if not self.calls.take(per_pair):
+                exhausted = True
+                break
+            jobs.append(pool.submit(self._pair, index, requests, self.rng.random() < 0.5))
+        pairs: list[Pair] = []
+        errors: list[str] = []
+        for job in jobs:
+            try:
+                pairs.append(job.result())
+            except BedrockCallError as error:
+                errors.append(str(error).splitlines()[0])
+        return pairs, errors, exhausted
+
+    # -- the gate ----------------------------------------------------------------------------
+    def run(self, requests: Sequence[Request]) -> RegressionResult:
+        if not requests:
+            raise ValueError("the gate needs at least one request to replay")
+        series = PairSeries()
+        pairs: list[Pair] = []
+        errors: list[str] = []
+        decisions: dict[str, Decision] = {}
+        exhausted = False
+        warmup = 0
+        schedule = next(iter(self.rules.values())).schedule()
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="bedrock-gate") as pool:
+            if self.base is not None:  # warm-up: connection pool, TLS, a cold replica
+                _, warm_errors, exhausted = self._draw(pool, 0, 1, requests)
+                warmup = 1
+                errors.extend(f"warm-up: {e}" for e in warm_errors)
+            drawn = 0
+            for look in schedule:
+                # Top up dropped pairs, but give up when failures outnumber the budget.
+                while not exhausted and len(pairs) < look and len(errors) <= self.budget:
+                    batch, batch_errors, exhausted = self._draw(pool, drawn, look - len(pairs), requests)
+                    drawn += len(batch) + len(batch_errors)
+                    errors.extend(batch_errors)
+                    for pair in batch:
+                        pairs.append(pair)
+                        if pair.base is not None:
+                            series.add(pair.candidate, pair.base)
+                if self.progress is not None:
+                    self.progress(len(pairs), self.budget)
+                self._decide(series, decisions, final=False)
+                if len(decisions) == len(METRICS) or exhausted or len(pairs) < look:
+                    break
+        reason = "call budget exhausted" if exhausted else "budget reached"
+        verdicts = self._verdicts(series, decisions, reason)
+        return RegressionResult(
+            candidate=self.candidate.model_id,
+            base=self.base_model_id,
+            base_source=self.base_source,
+            stored=self.base is None,
+            policy=self.policy,
+            budget=self.budget,
+            metrics=verdicts,
+            pairs=tuple(pairs),
+            dropped_pairs=len([e for e in errors if not e.startswith("warm-up")]),
+            warmup_pairs=warmup,
+            call_budget_exhausted=exhausted,
+            errors=tuple(errors),
+            decomposition=end_to_end_split(series),
+        )
+
+    def _decide(self, series: PairSeries, decisions: dict[str, Decision], *, final: bool) -> None:
+        for metric in METRICS:
+            if metric.key in decisions:
+                continue  # frozen at its first decision
+            c, b = series.candidate[metric.key], series.base[metric.key]
+            decision = self.rules[metric.key].decide(c, b)
+            if decision is not None:
+                decisions[metric.key] = decision
+
+    def _verdicts(self, series: PairSeries, decisions: dict[str, Decision], reason: str) -> tuple[MetricVerdict, ...]:
+        out = []
+        for metric in METRICS:
+            c, b = series.candidate[metric.key], series.base[metric.key]
+            rule = self.rules[metric.key]
+            decision = decisions.get(metric.key)
+            if decision is None and len(c) >= 2:
+                decision = rule.force(c, b, reason)
+            if decision is None:
+                why = "fewer than 2 usable pairs" + (" (needs streamed answers of 2+ tokens)" if metric.key != "output_tokens" else "")
+                out.append(MetricVerdict.undecided(metric, rule, why))
+            else:
+                out.append(MetricVerdict.from_decision(metric, decision, b, c))
+        return tuple(out)
+
+
+def pair_series_from_stored(samples: Sequence[StoredSample]) -> list[Sample]:
+    """Stored samples as gate samples (for reports)."""
+    return [_stored_sample(s) for s in samples]
+
+
+def stored_entry(
+    pairs: Sequence[Pair], request: Request, *, base_model_id: str, region: str | None,
+    plugin_version: str, recorded_at: float,
+) -> StoredRequest:
+    """The base model's samples of one request, for ``--bedrock-update-baseline``."""
+    performance = request.params.get("performanceConfig", {}) if request.operation.startswith("Converse") else {}
+    latency = performance.get("latency") if isinstance(performance, Mapping) else None
+    if latency is None:
+        latency = request.params.get("performanceConfigLatency")
+    samples = tuple(
+        StoredSample(p.base.ms_per_token, p.base.ttft_ms, p.base.output_tokens, p.base.stop_reason, p.base.started_at)
+        for p in pairs
+        if p.request == request.key and p.base is not None
+    )
+    return StoredRequest(
+        model_id=base_model_id, region=region, operation=request.operation, performance_latency=latency,
+        plugin_version=plugin_version, recorded_at=recorded_at, samples=samples,
+    )

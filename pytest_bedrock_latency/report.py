@@ -1,0 +1,196 @@
+"""Reports people read: the terminal summary, the JSON report and the CI step summary.
+
+Pure code: every report is built from :class:`~.results.TestResult` values and returned
+as lines or a document; writing files goes through :func:`~.atomicio.write_text_atomic`.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from . import __version__
+from .atomicio import write_text_atomic
+from .evaluate import display_model
+from .gate import MetricVerdict
+from .results import Spend, TestResult, merge_spend
+from .settings import Settings
+
+SCHEMA_VERSION = 1
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if abs(value) < 10_000 else f"{value:.0f}"
+
+
+def _ratio(m: MetricVerdict) -> str:
+    if m.estimate is None or m.low is None or m.high is None:
+        return "-"
+    return f"x{m.estimate:.2f} [{m.low:.2f}, {m.high:.2f}]"
+
+
+def _short_test(nodeid: str) -> str:
+    return nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid
+
+
+@dataclass(frozen=True)
+class Report:
+    """All results of a session, with what the reports say about where they came from."""
+
+    results: Sequence[TestResult]
+    settings: Settings
+    endpoint_kind: str
+    region: str | None
+
+    @property
+    def measured(self) -> list[TestResult]:
+        return [r for r in self.results if r.calls or r.regression is not None]
+
+    # -- terminal ------------------------------------------------------------------------
+    def terminal_lines(self, verbosity: int = 0) -> list[str]:
+        """The summary table (empty when no test used Bedrock); ``-v`` adds a row per call."""
+        measured = self.measured
+        if not measured:
+            return []
+        rows: list[list[Any]] = []
+        for result in measured:
+            models = ", ".join(display_model(m) for m in result.models) or "-"
+            rows.append([
+                _short_test(result.nodeid), models, len(result.calls),
+                _num(result.figure("ttft_ms", 50)), _num(result.figure("ms_per_token", 50)),
+                _num(result.figure("ms_per_token", 90)), _num(result.figure("output_tokens", 50), 0),
+                _num(result.figure("output_tokens", 100), 0), result.verdict,
+            ])
+            if verbosity > 0:
+                for index, g in enumerate(result.calls, 1):
+                    retry = f" ({g.attempts} attempts)" if g.attempts > 1 else ""
+                    rows.append([f"└ call {index} {g.operation}{retry}", display_model(g.model_id), "",
+                                 _num(g.ttft_ms), _num(g.ms_per_token), "", g.output_tokens, "", g.stop_reason or ""])
+        headers = ["test", "model", "calls", "TTFT p50", "ms/tok p50", "ms/tok p90", "out tok p50", "out tok max", "verdict"]
+        lines = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True).splitlines()
+        gates = [r for r in measured if r.regression is not None]
+        if gates:
+            lines += ["", "bedrock_regression (candidate / base, p50; ratio [95% interval])"]
+            lines += tabulate(self._gate_rows(gates), headers=self._gate_headers(), tablefmt="simple",
+                              disable_numparse=True).splitlines()
+        lines += ["", self.spend_line()]
+        return lines
+
+    @staticmethod
+    def _gate_headers() -> list[str]:
+        return ["test", "base", "ms/token", "ratio", "TTFT", "ratio", "out tokens", "ratio", "pairs", "verdict"]
+
+    @staticmethod
+    def _gate_rows(gates: Sequence[TestResult]) -> list[list[Any]]:
+        rows = []
+        for result in gates:
+            gate = result.regression
+            assert gate is not None
+            cells: list[Any] = [_short_test(result.nodeid), display_model(gate.base) + (" (stored)" if gate.stored else "")]
+            by_key = {m.key: m for m in gate.metrics}
+            for key in ("ms_per_token", "ttft_ms", "output_tokens"):
+                m = by_key[key]
+                digits = 0 if key == "output_tokens" else 1
+                cells += [f"{_num(m.candidate_p50, digits)} / {_num(m.base_p50, digits)}", _ratio(m)]
+            verdict = "FAIL" if gate.failed else ("pass (marginal)" if gate.marginal else "pass")
+            cells += [len(gate.pairs), verdict]
+            rows.append(cells)
+        return rows
+
+    def spend(self) -> dict[str, Spend]:
+        return merge_spend(*(r.spend for r in self.results))
+
+    def spend_line(self) -> str:
+        parts = [
+            f"{display_model(model)} {s.calls} calls, {s.input_tokens} in / {s.output_tokens} out tokens"
+            for model, s in sorted(self.spend().items())
+        ]
+        return "Bedrock spend: " + ("; ".join(parts) if parts else "none")
+
+    # -- JSON ------------------------------------------------------------------------------
+    def document(self) -> dict[str, Any]:
+        """The JSON report: schema version, environment, and every test's data."""
+        import boto3
+        import botocore
+
+        include_text = self.settings.report_text
+        models = sorted({m for r in self.results for m in r.models}
+                        | {r.regression.base for r in self.results if r.regression})
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "created_at": time.time(),
+            "environment": {
+                "plugin_version": __version__,
+                "boto3_version": boto3.__version__,
+                "botocore_version": botocore.__version__,
+                "python_version": platform.python_version(),
+                "region": self.region,
+                "endpoint_kind": self.endpoint_kind,
+                "candidate_model": self.settings.model,
+                "baseline_model": self.settings.baseline,
+                "models": models,
+                "latency_scale": self.settings.latency_scale,
+                "includes_text": include_text,
+            },
+            "spend": {m: vars(s) for m, s in sorted(self.spend().items())},
+            "tests": [r.to_json(include_text=include_text) for r in self.results],
+        }
+
+    def write_json(self, path: Path) -> None:
+        write_text_atomic(path, json.dumps(self.document(), indent=2, sort_keys=False, default=str) + "\n")
+
+    # -- GitHub Actions ----------------------------------------------------------------------
+    def github_markdown(self) -> str:
+        """A step-summary section: a results table, the gates, and the spend."""
+        measured = self.measured
+        lines = ["## Bedrock latency", ""]
+        rows = [[f"`{_short_test(r.nodeid)}`", ", ".join(display_model(m) for m in r.models) or "-", len(r.calls),
+                 _num(r.figure("ttft_ms", 50)), _num(r.figure("ms_per_token", 50)),
+                 _num(r.figure("output_tokens", 50), 0), _verdict_icon(r)] for r in measured]
+        lines += tabulate(rows, headers=["test", "model", "calls", "TTFT p50 ms", "ms/token p50", "output tokens p50", "verdict"],
+                          tablefmt="github", disable_numparse=True).splitlines()
+        gates = [r for r in measured if r.regression is not None]
+        if gates:
+            lines += ["", "### Regression gates (candidate / base, p50; ratio [95% interval])", ""]
+            lines += tabulate(self._gate_rows(gates), headers=self._gate_headers(), tablefmt="github",
+                              disable_numparse=True).splitlines()
+            for r in gates:
+                assert r.regression is not None
+                if r.regression.failed:
+                    lines += ["", f"<details><summary>{_short_test(r.nodeid)}</summary>", "", "```",
+                              *r.regression.lines(), "```", "</details>"]
+        lines += ["", self.spend_line(), ""]
+        return "\n".join(lines) + "\n"
+
+    def append_github_summary(self, path: Path) -> None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(self.github_markdown())
+
+    def github_annotations(self) -> list[str]:
+        """``::error`` workflow commands for failed gates and bounds (one line each)."""
+        out = []
+        for r in self.measured:
+            failures = [c.line for c in r.checks if not c.ok]
+            if r.regression is not None and r.regression.failed:
+                failures.append(r.regression.lines()[0])
+            for line in failures:
+                file = r.nodeid.split("::", 1)[0]
+                out.append(f"::error file={file},title={_short_test(r.nodeid)}::{_escape(line)}")
+        return out
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _verdict_icon(result: TestResult) -> str:
+    return {"passed": "✅ passed", "failed": "❌ failed"}.get(result.outcome, result.verdict)

@@ -1,0 +1,126 @@
+"""What one test measured and decided, in a form that travels (xdist) and reports read.
+
+Pure code. A worker builds a :class:`TestResult` per test and attaches its JSON to the
+test report; the process that prints the summary rebuilds it with :meth:`from_json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .evaluate import Check
+from .gate import RegressionResult
+from .measurement import Generation
+from .stats import percentile
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Invocations and tokens one model cost (test body and regression pairs alike)."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Spend) -> Spend:
+        return Spend(
+            self.calls + other.calls,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+        )
+
+    @classmethod
+    def of(cls, generations: Iterable[Generation]) -> dict[str, Spend]:
+        spend: dict[str, Spend] = {}
+        for g in generations:
+            spend[g.model_id] = spend.get(g.model_id, cls()) + cls(1, g.input_tokens or 0, g.output_tokens or 0)
+        return spend
+
+
+def merge_spend(*spends: Mapping[str, Spend]) -> dict[str, Spend]:
+    total: dict[str, Spend] = {}
+    for spend in spends:
+        for model, value in spend.items():
+            total[model] = total.get(model, Spend()) + value
+    return total
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One test's Bedrock calls, the bounds it carried and the verdicts."""
+
+    nodeid: str
+    outcome: str = "passed"
+    bounds: Mapping[str, Any] = field(default_factory=dict)
+    calls: Sequence[Generation] = ()
+    checks: Sequence[Check] = ()
+    failed_calls: int = 0
+    regression: RegressionResult | None = None
+    spend: Mapping[str, Spend] = field(default_factory=dict)
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def with_outcome(self, outcome: str) -> TestResult:
+        return TestResult(
+            self.nodeid, outcome, self.bounds, self.calls, self.checks, self.failed_calls, self.regression, self.spend
+        )
+
+    @property
+    def verdict(self) -> str:
+        if self.outcome != "passed":
+            return self.outcome
+        if self.regression is not None and self.regression.marginal:
+            return "passed (marginal)"
+        return "passed"
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({g.model_id for g in self.calls})
+
+    def figure(self, name: str, q: float) -> float | None:
+        """A percentile of one Generation field over this test's calls, ``None`` if unmeasured."""
+        values = [v for v in (getattr(g, name) for g in self.calls) if v is not None]
+        return percentile(values, q) if values else None
+
+    def headline(self) -> dict[str, float]:
+        """The figures CI systems chart (JUnit properties, step summaries)."""
+        figures = {
+            "bedrock_calls": float(len(self.calls)),
+            "bedrock_ttft_ms_p50": self.figure("ttft_ms", 50),
+            "bedrock_ms_per_token_p50": self.figure("ms_per_token", 50),
+            "bedrock_ms_per_token_p90": self.figure("ms_per_token", 90),
+            "bedrock_total_ms_p50": self.figure("total_ms", 50),
+            "bedrock_output_tokens_p50": self.figure("output_tokens", 50),
+            "bedrock_output_tokens_max": self.figure("output_tokens", 100),
+        }
+        return {name: round(value, 3) for name, value in figures.items() if value is not None}
+
+    def to_json(self, *, include_text: bool) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "bounds": dict(self.bounds),
+            "calls": [g.to_json(include_text=include_text) for g in self.calls],
+            "checks": [c.to_json() for c in self.checks],
+            "failed_calls": self.failed_calls,
+            "regression": self.regression.to_json() if self.regression else None,
+            "spend": {m: vars(s) for m, s in self.spend.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TestResult:
+        return cls(
+            nodeid=data["nodeid"],
+            outcome=data.get("outcome", "passed"),
+            bounds=data.get("bounds", {}),
+            calls=tuple(Generation.from_json(c) for c in data.get("calls", [])),
+            checks=tuple(
+                Check(c["marker"], c["metric"], c["observed"], c["limit"], c["ok"], c["message"])
+                for c in data.get("checks", [])
+            ),
+            failed_calls=int(data.get("failed_calls", 0)),
+            regression=RegressionResult.from_json(data["regression"]) if data.get("regression") else None,
+            spend={m: Spend(**s) for m, s in data.get("spend", {}).items()},
+        )

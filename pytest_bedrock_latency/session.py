@@ -1,0 +1,495 @@
+"""The plugin's session object: everything ``plugin.py``'s hooks hand off to.
+
+One :class:`BedrockSession` lives in ``config.stash`` per pytest run (and per xdist
+worker). It owns the instrumentation, the clients, the embedded emulator, the running
+test's measurements and, in the process that prints, the collected results.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .base_model import BaseModelError, resolve_base_model
+from .baseline_store import BaselineFileError, BaselineStore, StoredRequest
+from .clients import Clients, Target
+from .emulator import Emulator, ProfileError
+from .evaluate import Check, check_latency, check_length, display_model
+from .gate import RegressionResult
+from .handle import BedrockCallError, CallFailures, ModelHandle
+from .markers import MarkerError, TestBounds, parse_markers
+from .measurement import CallRecord, Generation
+from .regression import CallBudget, GateRun, distinct_requests, stored_entry
+from .report import Report
+from .results import Spend, TestResult, merge_spend
+from .settings import Settings, effective
+
+BEDROCK_FIXTURES = frozenset({"bedrock_model", "bedrock_baseline", "bedrock_runtime", "bedrock_calls"})
+BOUNDS_KEY = pytest.StashKey[TestBounds]()
+REPORT_ATTRIBUTE = "bedrock_latency"  # extra attribute on TestReport; xdist serialises it
+
+
+class EnvironmentPatch:
+    """Environment variables set for the session and restored exactly afterwards."""
+
+    def __init__(self, environ: MutableMapping[str, str]) -> None:
+        self._environ = environ
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str) -> None:
+        self._saved.setdefault(name, self._environ.get(name))
+        self._environ[name] = value
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                self._environ.pop(name, None)
+            else:
+                self._environ[name] = value
+        self._saved.clear()
+
+
+class CallLog(Sequence[Generation]):
+    """``bedrock_calls``: the test's completed calls so far, as Generations (live view)."""
+
+    def __init__(self, run: TestRun) -> None:
+        self._run = run
+
+    def _items(self) -> list[Generation]:
+        return self._run.generations()
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._items()[index]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[Generation]:
+        return iter(self._items())
+
+    def __repr__(self) -> str:
+        return f"CallLog({self._items()!r})"
+
+
+class TestRun:
+    """What the running test measured: its records, its gate, its checks."""
+
+    __test__ = False
+
+    def __init__(self, nodeid: str, bounds: TestBounds) -> None:
+        self.nodeid = nodeid
+        self.bounds = bounds
+        self._lock = threading.Lock()
+        self.records: list[CallRecord] = []
+        self.gate_calls: list[Generation] = []
+        self.checks: list[Check] = []
+        self.regression: RegressionResult | None = None
+        self.staged: dict[str, StoredRequest] = {}
+        self.baseline_keys_used: set[str] = set()
+
+    def add(self, record: CallRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def snapshot(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self.records)
+
+    def generations(self) -> list[Generation]:
+        return [r.generation() for r in self.snapshot() if r.complete]
+
+    def result(self, outcome: str) -> TestResult:
+        records = self.snapshot()
+        calls = [r.generation() for r in records if r.complete]
+        return TestResult(
+            nodeid=self.nodeid,
+            outcome=outcome,
+            bounds=self.bounds.to_json(),
+            calls=calls,
+            checks=tuple(self.checks),
+            failed_calls=sum(1 for r in records if r.state == "error"),
+            regression=self.regression,
+            spend=merge_spend(Spend.of(calls), Spend.of(self.gate_calls)),
+        )
+
+
+@dataclass(frozen=True)
+class BaseChoice:
+    model_id: str | None
+    source: str
+    problem: str | None = None
+
+
+class BedrockSession:
+    """Everything the hooks need, in one object per pytest process."""
+
+    def __init__(self, settings: Settings, *, worker: bool, verbosity: int, environ: MutableMapping[str, str] | None = None) -> None:
+        from .instrument import Instrumentation
+
+        self.settings = settings
+        self.worker = worker
+        self.verbosity = verbosity
+        self.instrumentation = Instrumentation()
+        self.environment = EnvironmentPatch(os.environ if environ is None else environ)
+        self.emulator: Emulator | None = None
+        self._own_emulator = False
+        self.clients: Clients | None = None
+        self.current: TestRun | None = None
+        self.results: dict[str, TestResult] = {}
+        self.call_budget = CallBudget(settings.max_calls)
+        self.store: BaselineStore | None = None
+        self.warnings: list[str] = []
+        self._bases: dict[str, BaseChoice] = {}
+        self._problems: list[str] | None = None
+        self._failures: CallFailures | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the embedded emulator when asked for and point the process at it."""
+        if self.settings.emulator:
+            try:
+                self.emulator = Emulator(profiles=self.settings.emulator_profiles).start()
+            except (ProfileError, OSError) as error:
+                raise pytest.UsageError(f"--bedrock-emulator: {error}") from None
+            self._own_emulator = True
+            url = self.emulator.url
+            # Every client of the process, the application's included, follows these.
+            self.environment.set("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
+            self.environment.set("AWS_ENDPOINT_URL_BEDROCK", url)
+            if not self._has_credentials():
+                self.environment.set("AWS_ACCESS_KEY_ID", "testing")
+                self.environment.set("AWS_SECRET_ACCESS_KEY", "testing")
+            if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or self.settings.region):
+                self.environment.set("AWS_REGION", "us-east-1")
+                self.environment.set("AWS_DEFAULT_REGION", "us-east-1")
+        settings = self.settings
+        endpoint = self.emulator.url if self.emulator else settings.endpoint_url
+        region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        target = Target(region, settings.aws_profile, endpoint, self.emulator is not None, settings.timeout,
+                        pool_size=max(10, 2 * settings.concurrency + 2))
+        self.clients = Clients(target)
+        self._failures = CallFailures(
+            f"Check credentials, region and model access for {target.describe()}; "
+            "or run offline with --bedrock-emulator."
+        )
+        if settings.update_baseline or (settings.baseline_file and settings.baseline_file.exists()):
+            assert settings.baseline_file is not None
+            try:
+                self.store = BaselineStore.load(settings.baseline_file)
+            except BaselineFileError as error:
+                raise pytest.UsageError(str(error)) from None
+
+    @staticmethod
+    def _has_credentials() -> bool:
+        import boto3
+
+        try:
+            return boto3.Session().get_credentials() is not None
+        except Exception:  # a broken profile: our dummy keys would not be used anyway
+            return True
+
+    def stop(self) -> None:
+        self.instrumentation.sink = None
+        self.environment.restore()
+        if self.emulator is not None and self._own_emulator:
+            self.emulator.stop()
+        self.emulator = None
+
+    def emulator_for_fixture(self) -> Emulator:
+        """The session's emulator; started on first use when ``--bedrock-emulator`` is off."""
+        with self._lock:
+            if self.emulator is None:
+                self.emulator = Emulator(profiles=self.settings.emulator_profiles).start()
+                self._own_emulator = True
+            return self.emulator
+
+    # -- collection ------------------------------------------------------------------------
+    def validate(self, items: Iterable[pytest.Item]) -> None:
+        """Parse every item's markers; all mistakes are reported together, before any test runs."""
+        errors: list[str] = []
+        for item in items:
+            try:
+                item.stash[BOUNDS_KEY] = parse_markers(item.nodeid, item.iter_markers())
+            except MarkerError as error:
+                errors.append(str(error))
+            except TypeError as error:  # e.g. a keyword the dataclass refused
+                errors.append(f"{item.nodeid}: {error}")
+        if errors:
+            raise pytest.UsageError("invalid bedrock marker(s):\n  " + "\n  ".join(errors))
+
+    @staticmethod
+    def bounds(item: pytest.Item) -> TestBounds:
+        return item.stash.get(BOUNDS_KEY, TestBounds())
+
+    def wants(self, item: pytest.Item) -> bool:
+        fixtures = getattr(item, "fixturenames", ())
+        return self.bounds(item).any or any(name in BEDROCK_FIXTURES for name in fixtures)
+
+    # -- per test ------------------------------------------------------------------------------
+    def begin(self, item: pytest.Item) -> None:
+        """Set up measurement for a test that has a bedrock marker or fixture."""
+        if not self.wants(item):
+            return
+        run = TestRun(item.nodeid, self.bounds(item))
+        self.current = run
+        self.instrumentation.sink = run.add
+        self.instrumentation.install()
+        if self.bounds(item).any:
+            self.require_bedrock(need_model=False)
+
+    def end(self, item: pytest.Item) -> None:
+        if self.current is None or self.current.nodeid != item.nodeid:
+            return
+        self.instrumentation.sink = None
+        self.instrumentation.uninstall()
+        if self.emulator is not None:
+            self.emulator.reset_overrides()
+
+    def run_for(self, item: pytest.Item) -> TestRun | None:
+        run = self.current
+        return run if run is not None and run.nodeid == item.nodeid else None
+
+    def require_bedrock(self, *, need_model: bool) -> None:
+        """Skip (or fail with ``--bedrock-require``) when Bedrock cannot be reached."""
+        __tracebackhide__ = True
+        problems: list[str] = []
+        if need_model and not self.settings.model:
+            problems.append("--bedrock-model is not set")
+        if self._problems is None:
+            assert self.clients is not None
+            self._problems = self.clients.problems()
+        problems.extend(self._problems)
+        if not problems:
+            return
+        message = "; ".join(problems)
+        if self.settings.require:
+            pytest.fail(f"Bedrock is not configured (--bedrock-require): {message}", pytrace=False)
+        if self._problems:
+            message += " (or try --bedrock-emulator)"
+        pytest.skip(message)
+
+    def handle(self, model_id: str) -> ModelHandle:
+        assert self.clients is not None and self._failures is not None
+        run = self.current
+        return ModelHandle(
+            model_id,
+            self.clients.runtime(),
+            self.instrumentation,
+            max_tokens=self.settings.max_tokens,
+            failures=self._failures,
+            publish=run.add if run is not None else None,
+        )
+
+    def runtime_client(self) -> Any:
+        assert self.clients is not None
+        return self.clients.runtime()
+
+    # -- after the test body: the verdicts -----------------------------------------------
+    def check(self, item: pytest.Item) -> None:
+        """Evaluate the test's markers; fail it with one line per violation."""
+        __tracebackhide__ = True
+        run = self.run_for(item)
+        if run is None or not run.bounds.any:
+            return
+        generations = run.generations()
+        bounds = run.bounds
+        lines: list[str] = []
+        if not generations and not bounds.regression:
+            markers = ", ".join(sorted(bounds.to_json()))
+            pytest.fail(
+                f"{markers}: the test made no measured Bedrock call (call Bedrock through the bedrock_model "
+                "fixture or any boto3 bedrock-runtime client during the test)",
+                pytrace=False,
+            )
+        if bounds.latency is not None:
+            run.checks.extend(check_latency(bounds.latency, generations, self.settings.latency_scale))
+        if bounds.length is not None:
+            run.checks.extend(check_length(bounds.length, generations))
+        if self.settings.timeout is not None:
+            run.checks.extend(self._timeouts(generations))
+        lines.extend(c.line for c in run.checks if not c.ok)
+        if bounds.regression is not None:
+            lines.extend(self._regression(item, run))
+        for name, value in run.result("passed").headline().items():
+            item.user_properties.append((name, value))
+        if lines:
+            pytest.fail("\n".join(lines), pytrace=False)
+
+    def _timeouts(self, generations: Sequence[Generation]) -> list[Check]:
+        assert self.settings.timeout is not None
+        limit = self.settings.timeout * 1000
+        slow = [g for g in generations if g.total_ms > limit]
+        if not slow:
+            return []
+        worst = max(g.total_ms for g in slow)
+        line = (f"bedrock timeout: {len(slow)} call(s) took longer than --bedrock-timeout "
+                f"{self.settings.timeout:g}s (slowest {worst / 1000:.1f}s, model {display_model(slow[0].model_id)})")
+        return [Check("bedrock_timeout", "total ms max", worst, limit, False, line)]
+
+    # -- the regression gate ---------------------------------------------------------------
+    def _candidate(self, run: TestRun) -> str | None:
+        if self.settings.model:
+            return self.settings.model
+        models = {r.model_id for r in run.snapshot() if r.complete}
+        return models.pop() if len(models) == 1 else None
+
+    def base_for(self, candidate: str) -> BaseChoice:
+        """The base model: ``--bedrock-baseline``, else the control plane's answer (cached)."""
+        if self.settings.baseline:
+            return BaseChoice(self.settings.baseline, "--bedrock-baseline")
+        with self._lock:
+            cached = self._bases.get(candidate)
+        if cached is not None:
+            return cached
+        assert self.clients is not None
+        try:
+            resolution = resolve_base_model(candidate, self.clients.control())
+            choice = BaseChoice(resolution.base_model_id, resolution.source)
+        except BaseModelError as error:
+            choice = BaseChoice(None, "none", str(error))
+        with self._lock:
+            self._bases[candidate] = choice
+        return choice
+
+    def _regression(self, item: pytest.Item, run: TestRun) -> list[str]:
+        __tracebackhide__ = True
+        gate = run.bounds.regression
+        assert gate is not None
+        candidate = self._candidate(run)
+        if candidate is None:
+            models = sorted({r.model_id for r in run.snapshot()}) or ["none"]
+            return [f"bedrock_regression: which model is the candidate? The test called {', '.join(models)}; "
+                    "set --bedrock-model"]
+        requests = distinct_requests(run.snapshot(), candidate)
+        if not requests:
+            return [f"bedrock_regression: the test made no completed call to the candidate "
+                    f"{display_model(candidate)}, so there is nothing to compare"]
+        choice = self.base_for(candidate)
+        stored: dict[str, StoredRequest] = {}
+        if choice.model_id is None:
+            missing = []
+            for request in requests:
+                run.baseline_keys_used.add(request.key)
+                entry = self.store.lookup(item.nodeid, request.key) if self.store else None
+                if entry is None:
+                    missing.append(request.key)
+                else:
+                    stored[request.key] = entry
+            if missing or self.settings.update_baseline:
+                hint = ("record stored samples with --bedrock-update-baseline and a live base"
+                        if not self.settings.update_baseline else "a live base is needed to record samples")
+                return [f"bedrock_regression: no base model for {display_model(candidate)}: {choice.problem} "
+                        f"({hint})"]
+        elif self.store is not None and not self.settings.update_baseline:
+            # A live base is preferred; the stored entry is still in use all the same.
+            run.baseline_keys_used.update(request.key for request in requests)
+        budget = effective(gate.budget, self.settings.regression_budget)
+        candidate_handle = self.handle(candidate).with_model(candidate, publish=False)
+        base_id = choice.model_id or next(iter(stored.values())).model_id
+        runner = GateRun(
+            gate,
+            budget=budget,
+            policy=effective(gate.policy, self.settings.regression_policy),
+            concurrency=self.settings.concurrency,
+            candidate=candidate_handle,
+            base=candidate_handle.with_model(base_id, publish=False) if choice.model_id else None,
+            base_model_id=base_id,
+            base_source=choice.source if choice.model_id else "stored samples",
+            stored=stored,
+            calls=self.call_budget,
+            progress=self._progress(item),
+        )
+        result = runner.run(requests)
+        run.gate_calls.extend(runner.generations)
+        run.regression = result
+        if self.settings.update_baseline and choice.model_id:
+            for request in requests:
+                entry = stored_entry(result.pairs, request, base_model_id=base_id,
+                                     region=self.clients.target.region if self.clients else None,
+                                     plugin_version=__version__, recorded_at=time.time())
+                if entry.samples:
+                    run.staged[request.key] = entry
+        for warning in result.warnings():
+            item.warn(pytest.PytestWarning(warning))
+        return result.lines() if result.failed else []
+
+    def _progress(self, item: pytest.Item) -> Any:
+        writer = None if self.worker else item.config.get_terminal_writer()
+
+        def show(drawn: int, budget: int) -> None:
+            if writer is not None and self.verbosity >= 0:
+                writer.line(f"\n  bedrock_regression {item.nodeid}: {drawn}/{budget} pairs drawn", cyan=True)
+
+        return show if self.verbosity >= 1 else None
+
+    # -- reports ----------------------------------------------------------------------------
+    def payload(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Attach the test's result to its report; it travels to the xdist controller."""
+        run = self.run_for(item)
+        if run is None:
+            return
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            data = run.result(report.outcome).to_json(include_text=self.settings.report_text)
+            data["staged_baselines"] = {k: v.to_json() for k, v in run.staged.items()}
+            data["baseline_keys_used"] = sorted(run.baseline_keys_used)
+            setattr(report, REPORT_ATTRIBUTE, data)
+
+    def collect(self, report: pytest.TestReport) -> None:
+        """Keep a result that arrived with a report (from this process or a worker)."""
+        data = getattr(report, REPORT_ATTRIBUTE, None)
+        if self.worker or not isinstance(data, Mapping):
+            return
+        result = TestResult.from_json(data)
+        self.results[result.nodeid] = result
+        if self.store is not None:
+            for key in data.get("baseline_keys_used") or ():
+                self.store.mark_used(result.nodeid, key)
+            staged = data.get("staged_baselines") or {}
+            if staged:
+                self.store.merge({result.nodeid: staged})
+
+    def report(self) -> Report:
+        target = self.clients.target if self.clients else None
+        return Report(
+            results=list(self.results.values()),
+            settings=self.settings,
+            endpoint_kind=target.kind if target else "none",
+            region=target.region if target else None,
+        )
+
+    def finish(self, interrupted: bool) -> list[str]:
+        """Write the files of the session; returns messages for the terminal."""
+        if self.worker:
+            return []
+        messages: list[str] = []
+        report = self.report()
+        if self.settings.report is not None and (self.results or not interrupted):
+            report.write_json(self.settings.report)
+            messages.append(f"bedrock: JSON report written to {self.settings.report}")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary and self.results:
+            report.append_github_summary(Path(summary))
+        if self.store is not None:
+            if self.settings.update_baseline and not interrupted:
+                try:
+                    if self.store.save():
+                        messages.append(f"bedrock: base samples recorded in {self.store.path}")
+                except BaselineFileError as error:
+                    messages.append(f"bedrock: {error}")
+            unused = self.store.unused()
+            if unused and self.results:
+                messages.append(
+                    f"bedrock: {len(unused)} stored baseline entr{'y' if len(unused) == 1 else 'ies'} in "
+                    f"{self.store.path.name} no test used (e.g. {unused[0][0]}); re-record with "
+                    "--bedrock-update-baseline to prune"
+                )
+        return messages

@@ -1,0 +1,223 @@
+"""Every run-wide setting of the plugin, and the one place that resolves them.
+
+Precedence is marker > command line > environment > ini > default (like pytest-timeout).
+Markers are per test and handled by :func:`effective`; the rest is :func:`resolve`.
+An invalid value is a :class:`SettingsError` whose message names where the value came
+from, so the user knows which file, variable or flag to fix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+POLICIES = ("strict", "lenient")
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names its source and the fix."""
+
+
+class ConfigLike(Protocol):
+    """What :func:`resolve` needs of ``pytest.Config`` (kept small so it is testable)."""
+
+    def getoption(self, name: str) -> Any: ...
+
+    def getini(self, name: str) -> Any: ...
+
+
+class OptionParser(Protocol):
+    """What :func:`add_options` needs of pytest's ``Parser``."""
+
+    def getgroup(self, name: str, description: str = "") -> Any: ...
+
+    def addini(self, name: str, help: str, type: Any = None, default: Any = None) -> None: ...
+
+
+# -- value parsers: each takes the raw text and returns the value or raises ValueError ----
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a finite number greater than 0, got {raw}")
+    return value
+
+
+def _budget(raw: str) -> int:
+    value = _positive_int(raw)
+    if value < 5:
+        raise ValueError(f"must be at least 5 pairs (the first look of the sequential rule), got {value}")
+    return value
+
+
+def _policy(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in POLICIES:
+        raise ValueError(f"must be one of {', '.join(POLICIES)}, got {raw!r}")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its command-line flag, ini key, environment variable and parser."""
+
+    name: str
+    help: str
+    parse: Callable[[str], Any] = _text
+    env: str | None = None
+    default: Any = None
+    flag_only: bool = False  # a switch on the command line (store_true); "true"/"false" in ini
+    is_path: bool = False
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--bedrock-" + self.name.replace("_", "-")
+
+    @property
+    def ini(self) -> str:
+        return "bedrock_" + self.name
+
+    @property
+    def dest(self) -> str:
+        return "bedrock_" + self.name
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("model", "the candidate: a model id, inference profile, custom-model or provisioned-throughput ARN", env="BEDROCK_MODEL_ID", metavar="MODEL_ID"),
+    Option("baseline", "the base model to compare the candidate against", env="BEDROCK_BASELINE_MODEL_ID", metavar="MODEL_ID"),
+    Option("region", "AWS region of Bedrock", env="AWS_REGION", metavar="REGION"),
+    Option("aws_profile", "AWS named profile for credentials", env="AWS_PROFILE", metavar="NAME"),
+    Option("endpoint_url", "Bedrock Runtime endpoint URL", env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME", metavar="URL"),
+    Option("emulator", "start the embedded Bedrock emulator and send all Bedrock traffic of the process to it", parse=_bool, default=False, flag_only=True),
+    Option("emulator_profiles", "the emulator's TOML model profiles (ini: relative to the ini file)", is_path=True, metavar="FILE"),
+    Option("max_tokens", "default maxTokens for calls through the model handle", parse=_positive_int, metavar="N"),
+    Option("report", "write the JSON report to this path", is_path=True, metavar="PATH"),
+    Option("report_text", "include prompts and answers in the JSON report", parse=_bool, default=False, flag_only=True),
+    Option("latency_scale", "multiply every latency bound by this factor (slower regions, shared runners)", parse=_positive_float, default=1.0, metavar="FACTOR"),
+    Option("regression_budget", "most pairs a bedrock_regression gate may draw per request", parse=_budget, default=40, metavar="PAIRS"),
+    Option("regression_policy", "strict: a marginal verdict stands; lenient: a marginal fail passes with a warning", parse=_policy, default="strict", metavar="strict|lenient"),
+    Option("concurrency", "pairs in flight at once in a regression gate", parse=_positive_int, default=4, metavar="N"),
+    Option("update_baseline", "record the base model's samples into the baseline file", parse=_bool, default=False, flag_only=True),
+    Option("baseline_file", "stored baselines (default: .bedrock-baseline.json next to the ini file)", is_path=True, metavar="PATH"),
+    Option("max_calls", "cap on Bedrock invocations of the whole session", parse=_positive_int, metavar="N"),
+    Option("timeout", "fail a Bedrock call that takes longer than this", parse=_positive_float, metavar="SECONDS"),
+    Option("require", "fail Bedrock tests instead of skipping them when Bedrock is not configured", parse=_bool, default=False, flag_only=True),
+    Option("plot", "draw candidate-versus-base distributions of each gated test into this directory", is_path=True, metavar="DIR"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved run-wide settings (see :data:`OPTIONS` for each one's meaning)."""
+
+    model: str | None = None
+    baseline: str | None = None
+    region: str | None = None
+    aws_profile: str | None = None
+    endpoint_url: str | None = None
+    emulator: bool = False
+    emulator_profiles: Path | None = None
+    max_tokens: int | None = None
+    report: Path | None = None
+    report_text: bool = False
+    latency_scale: float = 1.0
+    regression_budget: int = 40
+    regression_policy: str = "strict"
+    concurrency: int = 4
+    update_baseline: bool = False
+    baseline_file: Path | None = None
+    max_calls: int | None = None
+    timeout: float | None = None
+    require: bool = False
+    plot: Path | None = None
+
+
+def add_options(parser: OptionParser) -> None:
+    """Register every option's flag and ini key with pytest."""
+    group = parser.getgroup("bedrock-latency", "Bedrock latency and verbosity gates")
+    for option in OPTIONS:
+        source = f" [env {option.env}]" if option.env else ""
+        help_text = f"{option.help}{source} (ini: {option.ini})"
+        if option.flag_only:
+            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=help_text)
+        else:
+            group.addoption(option.flag, default=None, dest=option.dest, metavar=option.metavar, help=help_text)
+        parser.addini(option.ini, help=option.help, default="")
+
+
+def resolve(
+    config: ConfigLike,
+    *,
+    environ: Mapping[str, str],
+    invocation_dir: Path,
+    ini_dir: Path | None,
+    ini_path: Path | None = None,
+) -> Settings:
+    """Resolve every option: command line > environment > ini > default."""
+    values: dict[str, Any] = {}
+    ini_name = str(ini_path) if ini_path else "the ini file"
+    for option in OPTIONS:
+        cli = config.getoption(option.dest)
+        env = environ.get(option.env, "") if option.env else ""
+        ini = str(config.getini(option.ini) or "").strip()
+        if cli is not None:
+            raw, where, base = cli, f"{option.flag}", invocation_dir
+        elif env.strip():
+            raw, where, base = env, f"environment variable {option.env}", invocation_dir
+        elif ini:
+            raw, where, base = ini, f"{option.ini} = {ini} in {ini_name}", ini_dir or invocation_dir
+        else:
+            values[option.name] = option.default
+            continue
+        if isinstance(raw, bool):
+            values[option.name] = raw
+            continue
+        try:
+            value = option.parse(str(raw))
+        except ValueError as error:
+            raise SettingsError(f"{where}: {error}") from None
+        if option.is_path:
+            value = (base / Path(value)).resolve()
+        values[option.name] = value
+    if values["baseline_file"] is None:
+        values["baseline_file"] = (ini_dir or invocation_dir) / ".bedrock-baseline.json"
+    names = {field.name for field in fields(Settings)}
+    return Settings(**{name: value for name, value in values.items() if name in names})
+
+
+def effective(marker_value: T | None, run_value: T) -> T:
+    """A marker argument beats the run-wide setting (the top of the precedence order)."""
+    return run_value if marker_value is None else marker_value
