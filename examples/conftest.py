@@ -1,0 +1,1 @@
+"""The examples are a test suite of their own (see pytest.ini)."""
