@@ -1,15 +1,19 @@
-"""Building the boto3 clients the plugin uses, and saying clearly what is missing."""
+"""Building the boto3 clients the plugin uses, and saying clearly what is missing.
+
+boto3 is imported on first use, not with this module: sessions that never touch
+Bedrock should not pay for it.
+"""
 
 from __future__ import annotations
 
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ProfileNotFound
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
 
 _REGION_SHAPE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
@@ -47,6 +51,8 @@ class Clients:
         self._control: Any = None
 
     def session(self) -> boto3.Session:
+        import boto3
+
         with self._lock:
             if self._session is None:
                 self._session = boto3.Session(profile_name=self.target.aws_profile, region_name=self.target.region)
@@ -54,6 +60,8 @@ class Clients:
 
     def problems(self) -> list[str]:
         """What keeps Bedrock from being reached, each with its fix; empty when all is set."""
+        from botocore.exceptions import BotoCoreError, ProfileNotFound
+
         try:
             session = self.session()
         except ProfileNotFound:
@@ -80,6 +88,8 @@ class Clients:
         return problems
 
     def _config(self) -> Config:
+        from botocore.config import Config
+
         timeout = self.target.timeout
         return Config(
             read_timeout=timeout if timeout is not None else 60,

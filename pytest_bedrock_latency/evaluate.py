@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .markers import LatencyBounds, LengthBounds
-from .measurement import Generation
+from .measurement import Generation, display_model
 from .stats import percentile
 
 
@@ -34,11 +34,6 @@ class Check:
             "ok": self.ok,
             "message": self.line,
         }
-
-
-def display_model(model_id: str) -> str:
-    """A short model name for messages: the last path segment of an ARN."""
-    return model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
 
 
 def _models(generations: Sequence[Generation]) -> str:

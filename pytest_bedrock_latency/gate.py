@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .evaluate import display_model
+from .measurement import display_model
 from .stats import Decision, Decomposition, SequentialRule, decompose, pairs_needed, percentile
 
 

@@ -3,62 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .evaluate import display_model
+from .errors import FATAL_CODES, BedrockCallError, CallFailures
 from .instrument import Instrumentation
 from .measurement import CallRecord, Generation
 
 Prompt = str | Sequence[Mapping[str, Any]]
-
-# Errors that will not go away by asking again in the next test: remembered per model so
-# a misconfigured run says it once, clearly, instead of a botocore traceback per test.
-_FATAL_CODES = frozenset(
-    {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
-     "ExpiredTokenException", "InvalidSignatureException"}
-)
-
-
-class BedrockCallError(Exception):
-    """A Bedrock call made through the plugin failed.
-
-    The message says which model, which operation, how many attempts, Bedrock's own words
-    and, where there is one, the fix.
-    """
-
-    def __init__(self, model_id: str, operation: str, code: str, message: str, attempts: int, hint: str = "") -> None:
-        self.model_id = model_id
-        self.operation = operation
-        self.code = code
-        self.attempts = attempts
-        attempts_text = f", {attempts} attempts" if attempts > 1 else ""
-        text = f"{code} from Bedrock for model {display_model(model_id)} ({operation}{attempts_text}): {message}"
-        super().__init__(f"{text}\n{hint}" if hint else text)
-
-
-class CallFailures:
-    """Remembers, per model, an error that later calls would only repeat (thread-safe)."""
-
-    def __init__(self, hint: str) -> None:
-        self.hint = hint
-        self._lock = threading.Lock()
-        self._by_model: dict[str, BedrockCallError] = {}
-
-    def check(self, model_id: str) -> None:
-        with self._lock:
-            error = self._by_model.get(model_id)
-        if error is not None:
-            raise error
-
-    def remember(self, error: BedrockCallError) -> None:
-        if error.code in _FATAL_CODES or error.code.startswith("NoCredentials") or error.code == "NoRegionError":
-            with self._lock:
-                self._by_model.setdefault(error.model_id, error)
-
 
 class ModelHandle:
     """A Bedrock model as a test sees it: every call returns a measured :class:`Generation`.
@@ -210,7 +164,7 @@ class ModelHandle:
             attempts = max(attempts, int(error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1)
         else:
             code, message = type(error).__name__, str(error)
-        hint = self._failures.hint if (code in _FATAL_CODES or not isinstance(error, ClientError)) else ""
+        hint = self._failures.hint if (code in FATAL_CODES or not isinstance(error, ClientError)) else ""
         return BedrockCallError(self.model_id, operation, code, message, attempts, hint)
 
 

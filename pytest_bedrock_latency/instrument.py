@@ -19,7 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from botocore.client import BaseClient
 from botocore.eventstream import EventStream
@@ -39,6 +39,11 @@ _HOOK_ID = "pytest-bedrock-latency"
 _STREAM_MEMBER = {"ConverseStream": "stream", "InvokeModelWithResponseStream": "body"}
 
 Sink = Callable[[CallRecord], None]
+
+if TYPE_CHECKING:  # botocore's stubs make EventStream generic; the runtime class is not
+    _EventStreamBase = EventStream[dict[str, Any]]
+else:
+    _EventStreamBase = EventStream
 
 
 def _on_before_send(**_: Any) -> None:
@@ -93,7 +98,7 @@ class Instrumentation:
                 return
             self._original = BaseClient.__dict__["_make_api_call"]
             self._wrapper = self._make_wrapper(self._original)
-            BaseClient._make_api_call = self._wrapper  # type: ignore[method-assign]
+            setattr(BaseClient, "_make_api_call", self._wrapper)
             self._active = True
 
     def uninstall(self) -> None:
@@ -110,7 +115,7 @@ class Instrumentation:
                 return
             self._active = False
             if BaseClient.__dict__.get("_make_api_call") is self._wrapper:
-                BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+                setattr(BaseClient, "_make_api_call", self._original)
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -208,7 +213,7 @@ class Instrumentation:
             self.sink(record)
 
 
-class TimedEventStream(EventStream):  # type: ignore[misc]
+class TimedEventStream(_EventStreamBase):
     """An ``EventStream`` that timestamps each event as the application pulls it.
 
     It stays an ``EventStream`` (``isinstance`` checks in applications and in other
@@ -218,7 +223,7 @@ class TimedEventStream(EventStream):  # type: ignore[misc]
     the wrapped stream.
     """
 
-    def __init__(self, inner: EventStream, record: CallRecord) -> None:
+    def __init__(self, inner: _EventStreamBase, record: CallRecord) -> None:
         self._bl_inner = inner
         self._bl_record = record
 
@@ -256,25 +261,27 @@ class TimedEventStream(EventStream):  # type: ignore[misc]
         return repr(self._bl_inner)
 
 
-class MeasuredBody(StreamingBody):  # type: ignore[misc]
+class MeasuredBody(StreamingBody):
     """A non-streaming InvokeModel body that hands the bytes it reads to the record.
 
-    The wrapped body is the raw stream, so its own content-length check still runs.
+    The wrapped body serves as the raw stream (no content length of our own), so its own
+    content-length check still runs.
     """
 
     def __init__(self, inner: StreamingBody, record: CallRecord) -> None:
-        super().__init__(inner, None)
+        super().__init__(cast(IO[bytes], inner), cast(int, None))
+        self._bl_inner = inner
         self._bl_record = record
 
     def read(self, amt: int | None = None) -> bytes:
-        chunk: bytes = self._raw_stream.read(amt)
+        chunk = self._bl_inner.read(amt)
         self._bl_record.body_read(chunk, finished=amt is None or not chunk)
         return chunk
 
     def readinto(self, buffer: Any) -> int:
-        count: int = self._raw_stream.readinto(buffer)
+        count = self._bl_inner.readinto(buffer)
         self._bl_record.body_read(bytes(memoryview(buffer)[:count]), finished=count == 0)
         return count
 
     def set_socket_timeout(self, timeout: float) -> None:
-        self._raw_stream.set_socket_timeout(timeout)
+        self._bl_inner.set_socket_timeout(timeout)

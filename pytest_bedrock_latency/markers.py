@@ -16,9 +16,14 @@ from .settings import POLICIES
 
 
 class MarkLike(Protocol):
-    name: str
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def args(self) -> tuple[Any, ...]: ...
+
+    @property
+    def kwargs(self) -> Mapping[str, Any]: ...
 
 
 class MarkerError(ValueError):

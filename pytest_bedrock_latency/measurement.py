@@ -73,6 +73,11 @@ class Generation:
         return cls(**fields)
 
 
+def display_model(model_id: str) -> str:
+    """A short model name for messages: the last path segment of an ARN."""
+    return model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
+
+
 def ms_per_token(total_ms: float, ttft_ms: float | None, output_tokens: int | None) -> float | None:
     """(total - TTFT) / (tokens - 1), or ``None`` where it is undefined."""
     if ttft_ms is None or output_tokens is None or output_tokens < 2:

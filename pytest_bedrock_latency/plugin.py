@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING
 
 import pytest
 
 from . import settings as settings_module
-from .emulator import Emulator
-from .handle import ModelHandle
 from .markers import MARKERS
-from .measurement import Generation
 from .session import BedrockSession, CallLog
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+    from .handle import ModelHandle
+    from .measurement import Generation
 
 SESSION_KEY = pytest.StashKey[BedrockSession]()
 MESSAGES_KEY = pytest.StashKey[list[str]]()
-COLLECTOR_NAME = "bedrock_latency_reports"
+HOOKS_NAME = "bedrock_latency_test_hooks"
 
 
 def _session(config: pytest.Config) -> BedrockSession:
@@ -49,7 +52,8 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = hasattr(config, "workerinput")  # pytest-xdist's documented marker of a worker
     bedrock = BedrockSession(resolved, worker=worker, verbosity=config.get_verbosity())
     config.stash[SESSION_KEY] = bedrock
-    config.pluginmanager.register(ReportCollector(bedrock), COLLECTOR_NAME)
+    if config.getoption("dist", "no") != "no":  # an xdist controller: it never collects
+        _register_test_hooks(config)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -59,54 +63,56 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if SESSION_KEY in config.stash:
         _session(config).stop()
-        config.pluginmanager.unregister(name=COLLECTOR_NAME)
+    if config.pluginmanager.has_plugin(HOOKS_NAME):
+        config.pluginmanager.unregister(name=HOOKS_NAME)
 
 
 # -- collection ---------------------------------------------------------------------------
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _session(config).validate(items)
+    if _session(config).validate(items):
+        _register_test_hooks(config)
 
 
 # -- running a test -------------------------------------------------------------------------
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    _session(item.config).begin(item)
-    return (yield)
+class MeasuredTestHooks:
+    """The per-test hooks, as an object registered only when needed.
 
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
-    result = yield  # re-raises when the test body failed: its bounds are not checked then
-    _session(item.config).check(item)
-    return result
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    try:
-        return (yield)
-    finally:
-        _session(item.config).end(item)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    _session(item.config).payload(item, report)
-    return report
-
-
-class ReportCollector:
-    """Receives every test report; ``pytest_runtest_logreport`` is not given the config,
-    so this per-run object (registered at configure) carries the session."""
+    It is registered after collection when some test has a bedrock marker or fixture (or
+    in an xdist controller, which receives the workers' reports), so a run of unmarked
+    tests pays nothing per test. ``pytest_runtest_logreport`` is not given the config
+    either, so the object carries the session.
+    """
 
     def __init__(self, bedrock: BedrockSession) -> None:
         self.bedrock = bedrock
 
-    @pytest.hookimpl
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.bedrock.begin(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        result = yield  # re-raises when the test body failed: its bounds are not checked then
+        self.bedrock.check(item)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        self.bedrock.payload(item, report)
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # In the xdist controller this sees the workers' reports with their payloads.
         self.bedrock.collect(report)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        # After teardown, whatever happened in it: measurement is switched off here.
+        self.bedrock.end(nodeid)
+
+
+def _register_test_hooks(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin(HOOKS_NAME):
+        config.pluginmanager.register(MeasuredTestHooks(_session(config)), HOOKS_NAME)
 
 
 # -- reports -------------------------------------------------------------------------------
@@ -117,7 +123,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     bedrock = _session(config)
-    lines = bedrock.report().terminal_lines(config.get_verbosity())
+    lines = bedrock.report().terminal_lines(config.get_verbosity()) if bedrock.results else []
     if lines:
         terminalreporter.section("bedrock latency")
         for line in lines:

@@ -13,14 +13,17 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .baseline_store import StoredRequest, StoredSample, request_key
 from .gate import METRICS, MetricVerdict, Pair, PairSeries, RegressionResult, Sample, end_to_end_split
-from .handle import BedrockCallError, ModelHandle
+from .errors import BedrockCallError
 from .markers import RegressionGate
 from .measurement import CallRecord, Generation
 from .stats import Decision, SequentialRule
+
+if TYPE_CHECKING:
+    from .handle import ModelHandle
 
 
 class CallBudget:

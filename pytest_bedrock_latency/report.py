@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from . import __version__
 from .atomicio import write_text_atomic
-from .evaluate import display_model
+from .measurement import display_model
 from .gate import MetricVerdict
 from .results import Spend, TestResult, merge_spend
 from .settings import Settings

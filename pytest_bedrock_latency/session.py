@@ -13,24 +13,29 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import __version__
-from .base_model import BaseModelError, resolve_base_model
-from .baseline_store import BaselineFileError, BaselineStore, StoredRequest
-from .clients import Clients, Target
-from .emulator import Emulator, ProfileError
-from .evaluate import Check, check_latency, check_length, display_model
-from .gate import RegressionResult
-from .handle import BedrockCallError, CallFailures, ModelHandle
+from .errors import CallFailures
 from .markers import MarkerError, TestBounds, parse_markers
-from .measurement import CallRecord, Generation
-from .regression import CallBudget, GateRun, distinct_requests, stored_entry
-from .report import Report
-from .results import Spend, TestResult, merge_spend
+from .measurement import CallRecord, Generation, display_model
 from .settings import Settings, effective
+
+# boto3, botocore, moto and tabulate cost a few hundred milliseconds to import; a run
+# whose tests never touch Bedrock must not pay that, so they are imported where used.
+if TYPE_CHECKING:
+    from .baseline_store import BaselineStore, StoredRequest
+    from .evaluate import Check
+    from .results import TestResult
+    from .clients import Clients
+    from .emulator import Emulator
+    from .gate import RegressionResult
+    from .handle import ModelHandle
+    from .instrument import Instrumentation
+    from .regression import CallBudget
+    from .report import Report
 
 BEDROCK_FIXTURES = frozenset({"bedrock_model", "bedrock_baseline", "bedrock_runtime", "bedrock_calls"})
 BOUNDS_KEY = pytest.StashKey[TestBounds]()
@@ -107,6 +112,8 @@ class TestRun:
         return [r.generation() for r in self.snapshot() if r.complete]
 
     def result(self, outcome: str) -> TestResult:
+        from .results import Spend, TestResult, merge_spend
+
         records = self.snapshot()
         calls = [r.generation() for r in records if r.complete]
         return TestResult(
@@ -132,19 +139,17 @@ class BedrockSession:
     """Everything the hooks need, in one object per pytest process."""
 
     def __init__(self, settings: Settings, *, worker: bool, verbosity: int, environ: MutableMapping[str, str] | None = None) -> None:
-        from .instrument import Instrumentation
-
         self.settings = settings
         self.worker = worker
         self.verbosity = verbosity
-        self.instrumentation = Instrumentation()
+        self._instrumentation: Instrumentation | None = None
         self.environment = EnvironmentPatch(os.environ if environ is None else environ)
         self.emulator: Emulator | None = None
         self._own_emulator = False
         self.clients: Clients | None = None
         self.current: TestRun | None = None
         self.results: dict[str, TestResult] = {}
-        self.call_budget = CallBudget(settings.max_calls)
+        self._call_budget: CallBudget | None = None
         self.store: BaselineStore | None = None
         self.warnings: list[str] = []
         self._bases: dict[str, BaseChoice] = {}
@@ -152,10 +157,31 @@ class BedrockSession:
         self._failures: CallFailures | None = None
         self._lock = threading.Lock()
 
+    @property
+    def instrumentation(self) -> Instrumentation:
+        if self._instrumentation is None:
+            from .instrument import Instrumentation
+
+            self._instrumentation = Instrumentation()
+        return self._instrumentation
+
+    @property
+    def call_budget(self) -> CallBudget:
+        with self._lock:
+            if self._call_budget is None:
+                from .regression import CallBudget
+
+                self._call_budget = CallBudget(self.settings.max_calls)
+            return self._call_budget
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the embedded emulator when asked for and point the process at it."""
+        from .clients import Clients, Target
+
         if self.settings.emulator:
+            from .emulator import Emulator, ProfileError
+
             try:
                 self.emulator = Emulator(profiles=self.settings.emulator_profiles).start()
             except (ProfileError, OSError) as error:
@@ -182,6 +208,8 @@ class BedrockSession:
             "or run offline with --bedrock-emulator."
         )
         if settings.update_baseline or (settings.baseline_file and settings.baseline_file.exists()):
+            from .baseline_store import BaselineFileError, BaselineStore
+
             assert settings.baseline_file is not None
             try:
                 self.store = BaselineStore.load(settings.baseline_file)
@@ -198,7 +226,8 @@ class BedrockSession:
             return True
 
     def stop(self) -> None:
-        self.instrumentation.sink = None
+        if self._instrumentation is not None:
+            self._instrumentation.sink = None
         self.environment.restore()
         if self.emulator is not None and self._own_emulator:
             self.emulator.stop()
@@ -206,6 +235,8 @@ class BedrockSession:
 
     def emulator_for_fixture(self) -> Emulator:
         """The session's emulator; started on first use when ``--bedrock-emulator`` is off."""
+        from .emulator import Emulator
+
         with self._lock:
             if self.emulator is None:
                 self.emulator = Emulator(profiles=self.settings.emulator_profiles).start()
@@ -213,18 +244,26 @@ class BedrockSession:
             return self.emulator
 
     # -- collection ------------------------------------------------------------------------
-    def validate(self, items: Iterable[pytest.Item]) -> None:
-        """Parse every item's markers; all mistakes are reported together, before any test runs."""
+    def validate(self, items: Iterable[pytest.Item]) -> bool:
+        """Parse every item's markers; all mistakes are reported together, before any test runs.
+
+        Returns whether any test uses Bedrock (a marker or a bedrock fixture).
+        """
         errors: list[str] = []
+        wanted = False
         for item in items:
             try:
-                item.stash[BOUNDS_KEY] = parse_markers(item.nodeid, item.iter_markers())
+                bounds = parse_markers(item.nodeid, item.iter_markers())
+                if bounds.any:
+                    item.stash[BOUNDS_KEY] = bounds
+                wanted = wanted or self.wants(item)
             except MarkerError as error:
                 errors.append(str(error))
             except TypeError as error:  # e.g. a keyword the dataclass refused
                 errors.append(f"{item.nodeid}: {error}")
         if errors:
             raise pytest.UsageError("invalid bedrock marker(s):\n  " + "\n  ".join(errors))
+        return wanted
 
     @staticmethod
     def bounds(item: pytest.Item) -> TestBounds:
@@ -246,9 +285,10 @@ class BedrockSession:
         if self.bounds(item).any:
             self.require_bedrock(need_model=False)
 
-    def end(self, item: pytest.Item) -> None:
-        if self.current is None or self.current.nodeid != item.nodeid:
+    def end(self, nodeid: str) -> None:
+        if self.current is None or self.current.nodeid != nodeid:
             return
+        self.current = None
         self.instrumentation.sink = None
         self.instrumentation.uninstall()
         if self.emulator is not None:
@@ -278,6 +318,8 @@ class BedrockSession:
         pytest.skip(message)
 
     def handle(self, model_id: str) -> ModelHandle:
+        from .handle import ModelHandle
+
         assert self.clients is not None and self._failures is not None
         run = self.current
         return ModelHandle(
@@ -297,6 +339,8 @@ class BedrockSession:
     def check(self, item: pytest.Item) -> None:
         """Evaluate the test's markers; fail it with one line per violation."""
         __tracebackhide__ = True
+        from .evaluate import check_latency, check_length
+
         run = self.run_for(item)
         if run is None or not run.bounds.any:
             return
@@ -325,6 +369,8 @@ class BedrockSession:
             pytest.fail("\n".join(lines), pytrace=False)
 
     def _timeouts(self, generations: Sequence[Generation]) -> list[Check]:
+        from .evaluate import Check
+
         assert self.settings.timeout is not None
         limit = self.settings.timeout * 1000
         slow = [g for g in generations if g.total_ms > limit]
@@ -350,6 +396,8 @@ class BedrockSession:
             cached = self._bases.get(candidate)
         if cached is not None:
             return cached
+        from .base_model import BaseModelError, resolve_base_model
+
         assert self.clients is not None
         try:
             resolution = resolve_base_model(candidate, self.clients.control())
@@ -362,6 +410,8 @@ class BedrockSession:
 
     def _regression(self, item: pytest.Item, run: TestRun) -> list[str]:
         __tracebackhide__ = True
+        from .regression import GateRun, distinct_requests, stored_entry
+
         gate = run.bounds.regression
         assert gate is not None
         candidate = self._candidate(run)
@@ -448,6 +498,8 @@ class BedrockSession:
         data = getattr(report, REPORT_ATTRIBUTE, None)
         if self.worker or not isinstance(data, Mapping):
             return
+        from .results import TestResult
+
         result = TestResult.from_json(data)
         self.results[result.nodeid] = result
         if self.store is not None:
@@ -458,6 +510,8 @@ class BedrockSession:
                 self.store.merge({result.nodeid: staged})
 
     def report(self) -> Report:
+        from .report import Report
+
         target = self.clients.target if self.clients else None
         return Report(
             results=list(self.results.values()),
@@ -471,15 +525,16 @@ class BedrockSession:
         if self.worker:
             return []
         messages: list[str] = []
-        report = self.report()
         if self.settings.report is not None and (self.results or not interrupted):
-            report.write_json(self.settings.report)
+            self.report().write_json(self.settings.report)
             messages.append(f"bedrock: JSON report written to {self.settings.report}")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary and self.results:
-            report.append_github_summary(Path(summary))
+            self.report().append_github_summary(Path(summary))
         if self.store is not None:
             if self.settings.update_baseline and not interrupted:
+                from .baseline_store import BaselineFileError
+
                 try:
                     if self.store.save():
                         messages.append(f"bedrock: base samples recorded in {self.store.path}")

@@ -361,7 +361,8 @@ def _log_interval(
             f"need at least 2 pairs for an interval, got {n}: the spread of the log ratios, "
             "and so the interval, cannot be estimated from one pair"
         )
-    d = [c - b for c, b in zip(_positive_logs(candidate, "candidate"), _positive_logs(base, "base"))]
+    logs_c, logs_b = _positive_logs(candidate, "candidate"), _positive_logs(base, "base")
+    d = [c - b for c, b in zip(logs_c, logs_b)]
     s = _trimmed_summary(d, trim)
     if s.h < 2:
         raise ValueError(f"{n} pairs leave {s.h} after trimming {trim:.0%} from each end; need 2")
@@ -536,7 +537,8 @@ class SequentialRule:
             )
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 2:
             raise ValueError(
-                f"budget must be an integer >= 2 pairs (one pair has no spread), got {self.budget!r}"
+                "budget must be an integer >= 2 pairs (one pair has no spread), "
+                f"got {self.budget!r}"
             )
         if any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in self.looks):
             raise ValueError(f"looks must be positive integers, got {self.looks!r}")
@@ -580,7 +582,9 @@ class SequentialRule:
             return _log_interval(candidate, base, self.trim, self.confidence)
         return _log_interval_unpaired(candidate, base, self.trim, self.confidence)
 
-    def _decision(self, li: _LogInterval, verdict: Verdict, marginal: bool, reason: str) -> Decision:
+    def _decision(
+        self, li: _LogInterval, verdict: Verdict, marginal: bool, reason: str
+    ) -> Decision:
         return Decision(
             verdict=verdict,
             marginal=marginal,
@@ -730,7 +734,9 @@ def decompose(
     Raises:
         ValueError: a negative or non-finite input, or a base E2E of zero.
     """
-    args = (base_ttft_ms, base_ms_per_token, base_tokens, cand_ttft_ms, cand_ms_per_token, cand_tokens)
+    args = (
+        base_ttft_ms, base_ms_per_token, base_tokens, cand_ttft_ms, cand_ms_per_token, cand_tokens
+    )
     if not all(math.isfinite(x) and x >= 0.0 for x in args):
         raise ValueError(f"decompose: inputs must be finite and >= 0, got {args!r}")
     base_e2e = base_ttft_ms + max(base_tokens - 1.0, 0.0) * base_ms_per_token
