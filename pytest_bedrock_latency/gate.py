@@ -156,6 +156,11 @@ class RegressionResult:
     def warnings(self) -> list[str]:
         out: list[str] = []
         for m in self.metrics:
+            if m.marginal and m.pairs_needed is not None and m.pairs_needed > self.budget:
+                out.append(
+                    f"bedrock_regression: {m.label} too noisy for x{m.tolerance:.2f} at this budget: about "
+                    f"{m.pairs_needed} pairs would be needed (budget {self.budget})"
+                )
             if m.failed and m.marginal and self.policy == "lenient":
                 out.append(
                     f"bedrock_regression: {m.label} x{m.estimate:.2f} > {m.tolerance:.2f} is marginal after "

@@ -140,6 +140,7 @@ class Instrumentation:
     # -- the patch -----------------------------------------------------------------------
     def _make_wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def _make_api_call(client: BaseClient, operation_name: str, api_params: Mapping[str, Any]) -> Any:
+            __tracebackhide__ = True  # pytest: keep our frames out of the application's tracebacks
             if (
                 not self._active
                 or operation_name not in MEASURED_OPERATIONS
@@ -158,6 +159,7 @@ class Instrumentation:
         operation_name: str,
         api_params: Mapping[str, Any],
     ) -> Any:
+        __tracebackhide__ = True
         record = CallRecord(
             str(api_params.get("modelId", "")),
             operation_name,
@@ -228,6 +230,7 @@ class TimedEventStream(_EventStreamBase):
         self._bl_record = record
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        __tracebackhide__ = True
         record = self._bl_record
         try:
             for event in self._bl_inner:

@@ -38,8 +38,9 @@ def _ratio(m: MetricVerdict) -> str:
     return f"x{m.estimate:.2f} [{m.low:.2f}, {m.high:.2f}]"
 
 
-def _short_test(nodeid: str) -> str:
-    return nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid
+def _short_test(nodeid: str, width: int = 60) -> str:
+    name = nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,131 @@
+"""Profile loading, inheritance, lookup precedence and validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bedrock_latency.emulator import Emulator, ProfileError, ProfileSet, load_profiles
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "profiles.toml"
+    path.write_text(text)
+    return path
+
+
+def test_toml_defaults_like_and_globs(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[defaults]
+jitter = 0.1
+
+[models."base-v1"]
+ttft_ms = 300
+family = "anthropic"
+
+[models."support-v3"]
+like = "base-v1"
+answer_tokens = 120
+
+[models."arn:aws:bedrock:*:custom-model/*"]
+family = "titan"
+
+[models."arn:aws:bedrock:us-east-1:*:custom-model/*"]
+family = "llama"
+
+[models."*"]
+ms_per_token = 1
+""")
+    ps = load_profiles(path)
+    assert isinstance(ps, ProfileSet)
+    support = ps.match("support-v3")
+    assert support is not None
+    assert (support.ttft_ms, support.answer_tokens, support.jitter, support.family) == \
+        (300.0, 120.0, 0.1, "anthropic")
+    assert support.ms_per_token == 20.0  # built-in default
+    longest = ps.match("arn:aws:bedrock:us-east-1:1:custom-model/x")
+    assert longest is not None and longest.family == "llama"
+    other = ps.match("arn:aws:bedrock:eu-west-1:1:custom-model/x")
+    assert other is not None and other.family == "titan"
+    star = ps.match("anything")
+    assert star is not None and star.key == "*"
+
+
+def test_default_profile_file_is_valid() -> None:
+    ps = load_profiles(None)
+    for key in ("anthropic.claude-3-haiku-20240307-v1:0", "amazon.titan-text-express-v1",
+                "us.anthropic.claude-3-5-haiku-20241022-v1:0", "amazon.nova-lite-v1:0",
+                "meta.llama3-1-8b-instruct-v1:0", "mistral.mistral-7b-instruct-v0:2"):
+        profile = ps.match(key)
+        assert profile is not None and profile.ms_per_token <= 10
+    custom = ps.match("arn:aws:bedrock:us-east-1:123456789012:custom-model/m")
+    assert custom is not None and custom.family == "titan"
+
+
+@pytest.mark.parametrize("body,message", [
+    ('ttft = 3', 'profiles.toml: model "support-v3": unknown field "ttft" (allowed: like, family, '
+                 'ttft_ms,'),
+    ('jitter = "high"', 'profiles.toml: model "support-v3": field "jitter" must be a number >= 0 '
+                        '(got "high")'),
+    ('ttft_ms = true', 'field "ttft_ms" must be a number >= 0 (got True)'),
+    ('ms_per_token = -1', 'field "ms_per_token" must be a number >= 0 (got -1)'),
+    ('throttle_rate = 1.5', 'field "throttle_rate" must be a number between 0 and 1 (got 1.5)'),
+    ('tokens_per_chunk = 0', 'field "tokens_per_chunk" must be an integer >= 1 (got 0)'),
+    ('family = "gpt"', 'field "family" must be one of anthropic, nova, titan, llama, mistral'),
+    ('like = "missing"', 'field "like" names unknown model "missing"'),
+])
+def test_bad_fields_give_one_clear_error(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, f'[models."support-v3"]\n{body}\n')
+    with pytest.raises(ProfileError) as info:
+        Emulator(profiles=path)
+    assert message in str(info.value)
+    assert str(info.value).startswith(str(path))
+    assert "\n" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_like_cycle(tmp_path: Path) -> None:
+    path = write(tmp_path, '[models.a]\nlike = "b"\n[models.b]\nlike = "a"\n')
+    with pytest.raises(ProfileError, match=r'"like" cycle \(a -> b -> a\)'):
+        load_profiles(path)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="invalid TOML"):
+        load_profiles(write(tmp_path, "[models\n"))
+    with pytest.raises(ProfileError, match="no such profile file"):
+        load_profiles(tmp_path / "nope.toml")
+
+
+def test_server_never_starts_half_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import pytest_bedrock_latency.emulator.server as server
+
+    bound: list[Any] = []
+    monkeypatch.setattr(server._Server, "__init__",
+                        lambda *a, **k: bound.append(a))  # would record a bind
+    with pytest.raises(ProfileError):
+        Emulator(profiles={"m": {"jitter": -1}}).start()
+    assert bound == []
+
+
+def test_set_profile_validates(emulator: Emulator) -> None:
+    with pytest.raises(ProfileError, match='set_profile: model "test.fast": unknown field "speed"'):
+        emulator.set_profile("test.fast", speed=3)
+    with pytest.raises(ProfileError, match='field "jitter" must be a number >= 0'):
+        emulator.set_profile("test.fast", jitter=-0.1)
+    profile = emulator.set_profile("test.fast", ttft_ms=1)
+    assert profile.ttft_ms == 1.0 and profile.family == "nova" and profile.answer_tokens == 20
+    assert emulator.profile_for("test.fast") == profile
+    emulator.reset_overrides()
+    again = emulator.profile_for("test.fast")
+    assert again is not None and again.ttft_ms == 20.0
+
+
+def test_flat_dict_form() -> None:
+    ps = load_profiles({"defaults": {"ttft_ms": 5}, "m1": {"answer_tokens": 2}})
+    m1 = ps.match("m1")
+    assert m1 is not None and (m1.ttft_ms, m1.answer_tokens) == (5.0, 2.0)
+    with pytest.raises(ProfileError, match=r"<dict>: \[defaults\]: unknown field \"like\""):
+        load_profiles({"defaults": {"like": "x"}, "models": {}})
