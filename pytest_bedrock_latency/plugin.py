@@ -69,7 +69,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # -- collection ---------------------------------------------------------------------------
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _session(config).validate(items):
+    if _session(config).validate(items, deselect=lambda chosen: config.hook.pytest_deselected(items=chosen)):
         _register_test_hooks(config)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 BEDROCK_FIXTURES = frozenset({"bedrock_model", "bedrock_baseline", "bedrock_runtime", "bedrock_calls"})
 BOUNDS_KEY = pytest.StashKey[TestBounds]()
+MARKER_ERROR_KEY = pytest.StashKey[str]()
 REPORT_ATTRIBUTE = "bedrock_latency"  # extra attribute on TestReport; xdist serialises it
 
 
@@ -244,26 +245,34 @@ class BedrockSession:
             return self.emulator
 
     # -- collection ------------------------------------------------------------------------
-    def validate(self, items: Iterable[pytest.Item]) -> bool:
+    def validate(self, items: list[pytest.Item], deselect: Callable[[list[pytest.Item]], None]) -> bool:
         """Parse every item's markers; all mistakes are reported together, before any test runs.
 
-        Returns whether any test uses Bedrock (a marker or a bedrock fixture).
+        Returns whether any test uses Bedrock (a marker or a bedrock fixture). An xdist
+        worker cannot end the run with a usage error (the controller would report an
+        internal error), so there only the faulty tests are kept, each failing with its
+        message, and every other test is deselected.
         """
-        errors: list[str] = []
+        errors: dict[pytest.Item, str] = {}
         wanted = False
         for item in items:
             try:
                 bounds = parse_markers(item.nodeid, item.iter_markers())
-                if bounds.any:
-                    item.stash[BOUNDS_KEY] = bounds
-                wanted = wanted or self.wants(item)
             except MarkerError as error:
-                errors.append(str(error))
-            except TypeError as error:  # e.g. a keyword the dataclass refused
-                errors.append(f"{item.nodeid}: {error}")
-        if errors:
-            raise pytest.UsageError("invalid bedrock marker(s):\n  " + "\n  ".join(errors))
-        return wanted
+                errors[item] = str(error)
+                continue
+            if bounds.any:
+                item.stash[BOUNDS_KEY] = bounds
+            wanted = wanted or self.wants(item)
+        if not errors:
+            return wanted
+        if not self.worker:
+            raise pytest.UsageError("invalid bedrock marker(s):\n  " + "\n  ".join(errors.values()))
+        deselect([item for item in items if item not in errors])
+        items[:] = list(errors)
+        for item, message in errors.items():
+            item.stash[MARKER_ERROR_KEY] = message
+        return True
 
     @staticmethod
     def bounds(item: pytest.Item) -> TestBounds:
@@ -276,6 +285,9 @@ class BedrockSession:
     # -- per test ------------------------------------------------------------------------------
     def begin(self, item: pytest.Item) -> None:
         """Set up measurement for a test that has a bedrock marker or fixture."""
+        __tracebackhide__ = True
+        if MARKER_ERROR_KEY in item.stash:
+            pytest.fail(f"invalid bedrock marker: {item.stash[MARKER_ERROR_KEY]}", pytrace=False)
         if not self.wants(item):
             return
         run = TestRun(item.nodeid, self.bounds(item))
@@ -530,7 +542,10 @@ class BedrockSession:
             messages.append(f"bedrock: JSON report written to {self.settings.report}")
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary and self.results:
-            self.report().append_github_summary(Path(summary))
+            # In GitHub Actions: a step-summary table, and an annotation per failed gate.
+            report = self.report()
+            report.append_github_summary(Path(summary))
+            messages.extend(report.github_annotations())
         if self.store is not None:
             if self.settings.update_baseline and not interrupted:
                 from .baseline_store import BaselineFileError
