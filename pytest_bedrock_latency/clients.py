@@ -124,5 +124,6 @@ class Clients:
 def _bedrock_regions(session: boto3.Session) -> set[str]:
     regions: set[str] = set()
     for partition in session.get_available_partitions():
-        regions.update(session.get_available_regions("bedrock-runtime", partition_name=partition))
+        # botocore lists no regions for "bedrock-runtime"; the control plane's list is the same set.
+        regions.update(session.get_available_regions("bedrock", partition_name=partition))
     return regions

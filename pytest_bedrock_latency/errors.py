@@ -40,10 +40,14 @@ class CallFailures:
         self._by_model: dict[str, BedrockCallError] = {}
 
     def check(self, model_id: str) -> None:
+        """Raise the remembered error of ``model_id``, if any."""
+        __tracebackhide__ = True
         with self._lock:
             error = self._by_model.get(model_id)
         if error is not None:
-            raise error
+            # The same instance is raised in every later test: drop the frames it collected
+            # when first raised, or each test would show the previous tests' stacks.
+            raise error.with_traceback(None) from None
 
     def remember(self, error: BedrockCallError) -> None:
         if error.code in FATAL_CODES or error.code.startswith("NoCredentials") or error.code == "NoRegionError":

@@ -41,8 +41,21 @@ def _models(generations: Sequence[Generation]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+def _fmt(value: float, extra: int = 0) -> str:
+    digits = (1 if value < 1000 else 0) + extra
+    return f"{value:.{digits}f}"
+
+
+def _figures(observed: float, limit: float) -> tuple[str, str]:
+    """Observed and limit as text: one decimal (none from 1000 on), and more only where
+    needed to show the limit as given (0.05, not 0.1) and to tell a violation from its
+    limit (2.23 > 2.20, not 2.2 > 2.2)."""
+    for extra in range(5):
+        shown_observed, shown_limit = _fmt(observed, extra), _fmt(limit, extra)
+        exact = abs(float(shown_limit) - limit) <= 1e-9 * max(1.0, abs(limit))
+        if exact and (shown_observed != shown_limit or observed == limit):
+            break
+    return shown_observed, shown_limit
 
 
 def _calls(n: int) -> str:
@@ -76,8 +89,9 @@ def check_latency(bounds: LatencyBounds, generations: Sequence[Generation], scal
         observed = percentile(values, q)
         ok = observed <= limit
         op = "<=" if ok else ">"
+        shown_observed, shown_limit = _figures(observed, limit)
         line = (
-            f"bedrock_latency: {metric} {label} {_fmt(observed)} {op} {_fmt(limit)} allowed "
+            f"bedrock_latency: {metric} {label} {shown_observed} {op} {shown_limit} allowed "
             f"(model {models}, {_calls(len(values))})"
         )
         checks.append(Check("bedrock_latency", f"{metric} {label}", observed, limit, ok, line))

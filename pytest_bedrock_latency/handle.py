@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -171,7 +171,7 @@ class ModelHandle:
 def _messages(prompt: Prompt) -> list[Any]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": [{"text": prompt}]}]
-    messages = list(prompt)
+    messages = list(prompt) if isinstance(prompt, Iterable) and not isinstance(prompt, (bytes, bytearray)) else []
     if not messages or not all(isinstance(m, Mapping) and "role" in m for m in messages):
         raise TypeError(
             "prompt must be a string (one user turn) or a Converse messages list such as "

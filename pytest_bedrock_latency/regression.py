@@ -196,7 +196,7 @@ class GateRun:
                             series.add(pair.candidate, pair.base)
                 if self.progress is not None:
                     self.progress(len(pairs), self.budget)
-                self._decide(series, decisions, final=False)
+                self._decide(series, decisions)
                 if len(decisions) == len(METRICS) or exhausted or len(pairs) < look:
                     break
         reason = "call budget exhausted" if exhausted else "budget reached"
@@ -217,7 +217,7 @@ class GateRun:
             decomposition=end_to_end_split(series),
         )
 
-    def _decide(self, series: PairSeries, decisions: dict[str, Decision], *, final: bool) -> None:
+    def _decide(self, series: PairSeries, decisions: dict[str, Decision]) -> None:
         for metric in METRICS:
             if metric.key in decisions:
                 continue  # frozen at its first decision
@@ -240,11 +240,6 @@ class GateRun:
             else:
                 out.append(MetricVerdict.from_decision(metric, decision, b, c))
         return tuple(out)
-
-
-def pair_series_from_stored(samples: Sequence[StoredSample]) -> list[Sample]:
-    """Stored samples as gate samples (for reports)."""
-    return [_stored_sample(s) for s in samples]
 
 
 def stored_entry(

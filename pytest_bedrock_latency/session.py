@@ -205,7 +205,10 @@ class BedrockSession:
                         pool_size=max(10, 2 * settings.concurrency + 2))
         self.clients = Clients(target)
         self._failures = CallFailures(
-            f"Check credentials, region and model access for {target.describe()}; "
+            f"The emulator at {endpoint} has no profile for this model: add one to the file given "
+            "with --bedrock-emulator-profiles (a glob or a \"*\" profile covers many)."
+            if self.emulator is not None
+            else f"Check credentials, region and model access for {target.describe()}; "
             "or run offline with --bedrock-emulator."
         )
         if settings.update_baseline or (settings.baseline_file and settings.baseline_file.exists()):
@@ -327,7 +330,8 @@ class BedrockSession:
             pytest.fail(f"Bedrock is not configured (--bedrock-require): {message}", pytrace=False)
         if self._problems:
             message += " (or try --bedrock-emulator)"
-        pytest.skip(message)
+        # Point the skip at the test, as pytest does for a skip raised by a fixture.
+        raise pytest.skip.Exception(message, allow_module_level=False, _use_item_location=True)
 
     def handle(self, model_id: str) -> ModelHandle:
         from .handle import ModelHandle
@@ -354,7 +358,11 @@ class BedrockSession:
         from .evaluate import check_latency, check_length
 
         run = self.run_for(item)
-        if run is None or not run.bounds.any:
+        if run is None:
+            return
+        for name, value in run.result("passed").headline().items():
+            item.user_properties.append((name, value))  # JUnit XML properties, CI charts
+        if not run.bounds.any:
             return
         generations = run.generations()
         bounds = run.bounds
@@ -375,8 +383,6 @@ class BedrockSession:
         lines.extend(c.line for c in run.checks if not c.ok)
         if bounds.regression is not None:
             lines.extend(self._regression(item, run))
-        for name, value in run.result("passed").headline().items():
-            item.user_properties.append((name, value))
         if lines:
             pytest.fail("\n".join(lines), pytrace=False)
 

@@ -1,0 +1,134 @@
+"""Shared fixtures of the plugin tests.
+
+``bedrock_pytester`` runs pytest in-process (``pytester``) against the plugin's embedded
+emulator with tiny, deterministic profiles, in an environment without any AWS settings of
+the machine the suite runs on (so the results do not depend on a developer's ~/.aws).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: The model every pytester run asks by default (a foundation-model id: no base model).
+MODEL = "amazon.nova-lite-v1:0"
+
+#: Small and deterministic: no jitter, no spread, 20 tokens in about 40 ms.
+PROFILES_TOML = """\
+[defaults]
+ttft_ms = 20
+ms_per_token = 1
+answer_tokens = 20
+jitter = 0.0
+prompt_spread = 0.0
+answer_tokens_spread = 0.0
+
+[models."amazon.nova-lite-v1:0"]
+family = "nova"
+
+[models."amazon.titan-text-express-v1"]
+family = "titan"
+
+[models."anthropic.claude-3-haiku-20240307-v1:0"]
+family = "anthropic"
+
+[models."amazon.nova-micro-v1:0"]
+family = "nova"
+answer_tokens = 7
+
+[models."amazon.nova-pro-v1:0"]
+family = "nova"
+answer_tokens = 9
+"""
+
+
+def _preload() -> None:
+    """Import what an inner pytest run imports, once, in this process.
+
+    ``pytester``'s in-process runs unload every module imported during the run, so without
+    this each run would import (and assertion-rewrite) boto3, botocore and the plugin again:
+    about a second per run instead of a few hundred milliseconds. (Hypothesis, which is not
+    ours, is turned off in inner runs for the same reason.)
+    """
+    import boto3
+    import botocore.eventstream  # noqa: F401
+
+    import pytest_bedrock_latency
+
+    for module in pkgutil.walk_packages(pytest_bedrock_latency.__path__, "pytest_bedrock_latency."):
+        if not module.name.endswith("__main__"):
+            try:
+                importlib.import_module(module.name)
+            except ImportError:  # an optional extra (e.g. matplotlib) that is not installed
+                pass
+
+    session = boto3.Session(aws_access_key_id="preload", aws_secret_access_key="preload", region_name="us-east-1")
+    for service in ("bedrock-runtime", "bedrock"):  # no request is sent
+        session.client(service, endpoint_url="http://127.0.0.1:9")  # type: ignore[call-overload]
+    session.get_available_regions("bedrock-runtime")
+
+
+_preload()
+
+#: Every variable that could point boto3 or the plugin somewhere on the host.
+_AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL_BEDROCK",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+    "BEDROCK_MODEL_ID", "BEDROCK_BASELINE_MODEL_ID", "GITHUB_STEP_SUMMARY",
+)
+
+
+@pytest.fixture
+def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No AWS credentials, region, profile or endpoint from the host; no instance metadata."""
+    for name in _AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    missing = tmp_path_factory.mktemp("no-aws") / "missing"
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(missing / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    yield
+
+
+class BedrockPytester:
+    """``pytester`` plus the plugin's options: profiles file, emulator, model."""
+
+    def __init__(self, pytester: pytest.Pytester) -> None:
+        self.pytester = pytester
+        self.path = pytester.path
+        self.profiles()
+
+    def profiles(self, text: str = PROFILES_TOML, name: str = "profiles") -> Path:
+        """Write the emulator profiles TOML into the pytester directory."""
+        return self.pytester.makefile(".toml", **{name: text})
+
+    def makepyfile(self, *args: Any, **kwargs: Any) -> Path:
+        return self.pytester.makepyfile(*args, **kwargs)
+
+    def run(self, *args: str, model: str | None = MODEL, emulator: bool = True) -> pytest.RunResult:
+        """``pytest [--bedrock-emulator ...] [--bedrock-model MODEL] *args`` in-process (Hypothesis
+        and the cache are off in the inner run: not ours, and slow to load per run)."""
+        argv: list[str] = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
+        if emulator:
+            argv += ["--bedrock-emulator", "--bedrock-emulator-profiles", "profiles.toml"]
+        if model is not None:
+            argv += ["--bedrock-model", model]
+        return self.pytester.runpytest(*argv, *args)
+
+    def json(self, name: str) -> Any:
+        return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def bedrock_pytester(pytester: pytest.Pytester, clean_aws_env: None) -> BedrockPytester:
+    """A pytester directory with ``profiles.toml`` (see :data:`PROFILES_TOML`) and a clean AWS env."""
+    return BedrockPytester(pytester)
