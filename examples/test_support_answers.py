@@ -14,7 +14,7 @@ QUESTIONS = [
 
 @pytest.mark.bedrock_latency(max_ms_per_token=4.0, max_ttft_ms=250, percentile=90)
 @pytest.mark.bedrock_length(max_tokens=250, min_tokens=5)
-@pytest.mark.parametrize("question", QUESTIONS)
+@pytest.mark.parametrize("question", QUESTIONS, ids=["password", "address", "double-charge"])
 def test_answers_are_fast_and_short(bedrock_model, question):
     answer = bedrock_model.converse(question, system="You are a concise support agent.")
     assert answer.stop_reason == "end_turn"
