@@ -34,7 +34,7 @@ its own measurements but still saves).
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,27 +172,14 @@ def _wanted(benchmark_session: Any) -> bool:
 def attach(config: pytest.Config, results: Sequence[TestResult]) -> int:
     """Hand the entries to pytest-benchmark's session so it saves them; returns how many.
 
-    Does nothing unless pytest-benchmark is active and asked to save or compare.
+    Call it before pytest-benchmark's ``pytest_sessionfinish`` wrapper saves. Does nothing
+    unless pytest-benchmark is active and asked to save or compare.
     """
+    # pytest-benchmark keeps its session on the config and offers no public accessor; its
+    # own hooks and fixture reach it the same way. Absent (plugin off): nothing to do.
     benchmark_session = getattr(config, "_benchmarksession", None)
     if benchmark_session is None or not results or not _wanted(benchmark_session):
         return 0
     entries = benchmark_metadata(results)
     benchmark_session.benchmarks.extend(entries)
     return len(entries)
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session) -> Generator[None, None, None]:
-    """Runs before pytest-benchmark saves.
-
-    pytest-benchmark saves in a ``pytest_sessionfinish`` hook wrapper, before its ``yield``;
-    an outer (``tryfirst``) wrapper gets there first. All test reports, with their Bedrock
-    results, have been collected by then.
-    """
-    from .plugin import SESSION_KEY
-
-    bedrock = session.config.stash.get(SESSION_KEY, None)
-    if bedrock is not None and not bedrock.worker:
-        attach(session.config, list(bedrock.results.values()))
-    return (yield)

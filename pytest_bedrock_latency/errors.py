@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from .measurement import display_model
+from .measurement import failure_text
 
 # Errors that will not go away by asking again in the next test: remembered per model so
 # a misconfigured run says it once, clearly, instead of a botocore traceback per test.
 FATAL_CODES = frozenset(
     {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
-     "ExpiredTokenException", "InvalidSignatureException"}
+     "ExpiredTokenException", "InvalidSignatureException", "NoCredentialsError",
+     "PartialCredentialsError", "NoRegionError", "EndpointConnectionError"}
 )
 
 
@@ -26,8 +27,7 @@ class BedrockCallError(Exception):
         self.operation = operation
         self.code = code
         self.attempts = attempts
-        attempts_text = f", {attempts} attempts" if attempts > 1 else ""
-        text = f"{code} from Bedrock for model {display_model(model_id)} ({operation}{attempts_text}): {message}"
+        text = failure_text(code, model_id, operation, attempts, message)
         super().__init__(f"{text}\n{hint}" if hint else text)
 
 
@@ -50,6 +50,6 @@ class CallFailures:
             raise error.with_traceback(None) from None
 
     def remember(self, error: BedrockCallError) -> None:
-        if error.code in FATAL_CODES or error.code.startswith("NoCredentials") or error.code == "NoRegionError":
+        if error.code in FATAL_CODES:
             with self._lock:
                 self._by_model.setdefault(error.model_id, error)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as TransportError  # raised while a stream is read, e.g. a read timeout
 
 from .errors import FATAL_CODES, BedrockCallError, CallFailures
 from .instrument import Instrumentation
@@ -132,7 +133,7 @@ class ModelHandle:
         with self._instrumentation.capture() as records:
             try:
                 self._send(operation, request)
-            except (ClientError, BotoCoreError) as error:
+            except (ClientError, BotoCoreError, TransportError) as error:
                 attempts = records[0].attempts if records else 1
                 raised = self._error(operation, error, attempts)
                 self._failures.remember(raised)
@@ -164,7 +165,7 @@ class ModelHandle:
             attempts = max(attempts, int(error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1)
         else:
             code, message = type(error).__name__, str(error)
-        hint = self._failures.hint if (code in FATAL_CODES or not isinstance(error, ClientError)) else ""
+        hint = self._failures.hint if code in FATAL_CODES else ""
         return BedrockCallError(self.model_id, operation, code, message, attempts, hint)
 
 

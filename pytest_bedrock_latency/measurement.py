@@ -78,6 +78,12 @@ def display_model(model_id: str) -> str:
     return model_id.rsplit("/", 1)[-1] if model_id.startswith("arn:") else model_id
 
 
+def failure_text(code: str, model_id: str, operation: str, attempts: int, message: str) -> str:
+    """One line for a failed Bedrock call: Bedrock's error, the model and the attempts."""
+    tries = f", {attempts} attempts" if attempts > 1 else ""
+    return f"{code} from Bedrock for model {display_model(model_id)} ({operation}{tries}): {message}"
+
+
 def ms_per_token(total_ms: float, ttft_ms: float | None, output_tokens: int | None) -> float | None:
     """(total - TTFT) / (tokens - 1), or ``None`` where it is undefined."""
     if ttft_ms is None or output_tokens is None or output_tokens < 2:
@@ -364,6 +370,10 @@ class CallRecord:
                 self.attempts = max(self.attempts, retry_attempts + 1)
 
     # -- results -------------------------------------------------------------------------
+    def failure_line(self) -> str:
+        """Bedrock's error for this call with the model id, as a report shows it."""
+        return failure_text(str(self.error_code), self.model_id, self.operation, self.attempts, str(self.error_message))
+
     @property
     def complete(self) -> bool:
         return self.state == "complete"

@@ -116,9 +116,13 @@ def _register_test_hooks(config: pytest.Config) -> None:
 
 
 # -- reports -------------------------------------------------------------------------------
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    bedrock = _session(session.config)
-    session.config.stash[MESSAGES_KEY] = bedrock.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    # The outermost wrapper: the files are written, and the series handed to
+    # pytest-benchmark, before pytest-benchmark's own wrapper saves.
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    session.config.stash[MESSAGES_KEY] = _session(session.config).finish(session.config, interrupted=interrupted)
+    return (yield)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

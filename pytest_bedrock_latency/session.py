@@ -40,6 +40,18 @@ if TYPE_CHECKING:
 BEDROCK_FIXTURES = frozenset({"bedrock_model", "bedrock_baseline", "bedrock_runtime", "bedrock_calls"})
 BOUNDS_KEY = pytest.StashKey[TestBounds]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
+PROGRESS_AFTER_S = 5.0  # a gate that takes longer than this shows its progress without -v
+
+
+def report_nodeid(item: pytest.Item) -> str:
+    """The test's node id as reports and baselines key it, whatever the xdist mode.
+
+    ``--dist loadgroup`` appends ``@<group>`` to node ids in the workers; a baseline
+    recorded that way must still match a plain run.
+    """
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "")) for m in item.iter_markers("xdist_group")})
+    suffix = "@" + "_".join(groups)
+    return item.nodeid.removesuffix(suffix) if groups else item.nodeid
 REPORT_ATTRIBUTE = "bedrock_latency"  # extra attribute on TestReport; xdist serialises it
 
 
@@ -92,6 +104,7 @@ class TestRun:
 
     def __init__(self, nodeid: str, bounds: TestBounds) -> None:
         self.nodeid = nodeid
+        self.item: pytest.Item | None = None
         self.bounds = bounds
         self._lock = threading.Lock()
         self.records: list[CallRecord] = []
@@ -293,7 +306,8 @@ class BedrockSession:
             pytest.fail(f"invalid bedrock marker: {item.stash[MARKER_ERROR_KEY]}", pytrace=False)
         if not self.wants(item):
             return
-        run = TestRun(item.nodeid, self.bounds(item))
+        run = TestRun(report_nodeid(item), self.bounds(item))
+        run.item = item
         self.current = run
         self.instrumentation.sink = run.add
         self.instrumentation.install()
@@ -301,7 +315,7 @@ class BedrockSession:
             self.require_bedrock(need_model=False)
 
     def end(self, nodeid: str) -> None:
-        if self.current is None or self.current.nodeid != nodeid:
+        if self.current is None or self.current.item is None or self.current.item.nodeid != nodeid:
             return
         self.current = None
         self.instrumentation.sink = None
@@ -311,7 +325,7 @@ class BedrockSession:
 
     def run_for(self, item: pytest.Item) -> TestRun | None:
         run = self.current
-        return run if run is not None and run.nodeid == item.nodeid else None
+        return run if run is not None and run.item is item else None
 
     def require_bedrock(self, *, need_model: bool) -> None:
         """Skip (or fail with ``--bedrock-require``) when Bedrock cannot be reached."""
@@ -358,11 +372,7 @@ class BedrockSession:
         from .evaluate import check_latency, check_length
 
         run = self.run_for(item)
-        if run is None:
-            return
-        for name, value in run.result("passed").headline().items():
-            item.user_properties.append((name, value))  # JUnit XML properties, CI charts
-        if not run.bounds.any:
+        if run is None or not run.bounds.any:
             return
         generations = run.generations()
         bounds = run.bounds
@@ -447,7 +457,7 @@ class BedrockSession:
             missing = []
             for request in requests:
                 run.baseline_keys_used.add(request.key)
-                entry = self.store.lookup(item.nodeid, request.key) if self.store else None
+                entry = self.store.lookup(run.nodeid, request.key) if self.store else None
                 if entry is None:
                     missing.append(request.key)
                 else:
@@ -490,14 +500,18 @@ class BedrockSession:
             item.warn(pytest.PytestWarning(warning))
         return result.lines() if result.failed else []
 
-    def _progress(self, item: pytest.Item) -> Any:
-        writer = None if self.worker else item.config.get_terminal_writer()
+    def _progress(self, item: pytest.Item) -> Callable[[int, int], None] | None:
+        """Pairs drawn of the budget, at each look: with -v, or once a gate runs for a while."""
+        if self.worker:  # a worker has no terminal; its controller prints the verdict
+            return None
+        writer = item.config.get_terminal_writer()
+        started = time.monotonic()
 
         def show(drawn: int, budget: int) -> None:
-            if writer is not None and self.verbosity >= 0:
+            if self.verbosity >= 1 or time.monotonic() - started > PROGRESS_AFTER_S:
                 writer.line(f"\n  bedrock_regression {item.nodeid}: {drawn}/{budget} pairs drawn", cyan=True)
 
-        return show if self.verbosity >= 1 else None
+        return show
 
     # -- reports ----------------------------------------------------------------------------
     def payload(self, item: pytest.Item, report: pytest.TestReport) -> None:
@@ -506,7 +520,14 @@ class BedrockSession:
         if run is None:
             return
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-            data = run.result(report.outcome).to_json(include_text=self.settings.report_text)
+            result = run.result(report.outcome)
+            data = result.to_json(include_text=self.settings.report_text)
+            if report.when == "call":
+                # JUnit XML properties (CI charts them), whatever the test's own outcome.
+                item.user_properties.extend(result.headline().items())
+            failures = [r for r in run.snapshot() if r.state == "error"]
+            if failures and report.failed:
+                report.sections.append(("bedrock", "\n".join(r.failure_line() for r in failures)))
             data["staged_baselines"] = {k: v.to_json() for k, v in run.staged.items()}
             data["baseline_keys_used"] = sorted(run.baseline_keys_used)
             setattr(report, REPORT_ATTRIBUTE, data)
@@ -527,6 +548,17 @@ class BedrockSession:
             if staged:
                 self.store.merge({result.nodeid: staged})
 
+    def _plot(self, directory: Path) -> list[str]:
+        from .plot import PlotUnavailable, plot_gates
+
+        try:
+            written = plot_gates(list(self.results.values()), directory)
+        except PlotUnavailable as error:
+            return [str(error)]
+        if not written:
+            return []
+        return [f"bedrock: {len(written)} plot{'' if len(written) == 1 else 's'} written to {directory}"]
+
     def report(self) -> Report:
         from .report import Report
 
@@ -538,11 +570,17 @@ class BedrockSession:
             region=target.region if target else None,
         )
 
-    def finish(self, interrupted: bool) -> list[str]:
+    def finish(self, config: pytest.Config, *, interrupted: bool) -> list[str]:
         """Write the files of the session; returns messages for the terminal."""
         if self.worker:
             return []
         messages: list[str] = []
+        if self.results and config.pluginmanager.hasplugin("benchmark"):
+            from .benchmark_bridge import attach
+
+            attach(config, list(self.results.values()))
+        if self.settings.plot is not None and self.results:
+            messages.extend(self._plot(self.settings.plot))
         if self.settings.report is not None and (self.results or not interrupted):
             self.report().write_json(self.settings.report)
             messages.append(f"bedrock: JSON report written to {self.settings.report}")

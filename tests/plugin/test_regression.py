@@ -140,7 +140,7 @@ def test_a_call_budget_ends_the_gate_as_marginal(suite: pytest.Pytester) -> None
 
 def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pytester) -> None:
     result = gate(suite, "slow", "--bedrock-max-calls", "9", "--bedrock-regression-policy", "lenient")
-    result.assert_outcomes(passed=1, warnings=1)
+    assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*bedrock_regression: ms/token x1.* > 1.10 is marginal after 3 pairs; passed because policy is lenient*"])
 
 
