@@ -438,57 +438,26 @@ def resolve_base_model(candidate: str, control_client: Any) -> BaseModelResoluti
         raise _imported_error(candidate, "imported-model ARN")
     if kind in {"custom-model", "custom-name"}:
         return _resolve_custom(candidate, candidate, control_client, chain, "")
-    if kind == "provisioned":
-        throughput = _call(
-            candidate,
-            "GetProvisionedModelThroughput",
-            _method(
-                control_client,
-                "get_provisioned_model_throughput",
-                "GetProvisionedModelThroughput",
-                candidate,
-            ),
-            provisionedModelId=candidate,
+    # A provisioned throughput or a custom model deployment serves a model: follow it.
+    served_by = {
+        "provisioned": ("get_provisioned_model_throughput", "GetProvisionedModelThroughput",
+                        "provisionedModelId", "provisioned throughput"),
+        "custom-model-deployment": ("get_custom_model_deployment", "GetCustomModelDeployment",
+                                    "customModelDeploymentIdentifier", "custom model deployment"),
+    }
+    if kind in served_by:
+        name, operation, argument, what = served_by[kind]
+        response = _call(
+            candidate, operation, _method(control_client, name, operation, candidate), **{argument: candidate}
         )
-        served = throughput.get("modelArn") or throughput.get("foundationModelArn")
+        served = response.get("modelArn") or response.get("foundationModelArn")
         if not isinstance(served, str) or not served:
             raise BaseModelError(
-                f"Cannot find the base model of {candidate!r}: GetProvisionedModelThroughput "
+                f"Cannot find the base model of {candidate!r}: {operation} "
                 f"returned no modelArn. Fix: {BASELINE_FIX}.",
                 candidate=candidate,
             )
-        return _resolve_served_model(
-            candidate,
-            served,
-            control_client,
-            chain,
-            "GetProvisionedModelThroughput",
-            "provisioned throughput",
-        )
-    if kind == "custom-model-deployment":
-        deployment = _call(
-            candidate,
-            "GetCustomModelDeployment",
-            _method(
-                control_client, "get_custom_model_deployment", "GetCustomModelDeployment", candidate
-            ),
-            customModelDeploymentIdentifier=candidate,
-        )
-        served = deployment.get("modelArn")
-        if not isinstance(served, str) or not served:
-            raise BaseModelError(
-                f"Cannot find the base model of {candidate!r}: GetCustomModelDeployment "
-                f"returned no modelArn. Fix: {BASELINE_FIX}.",
-                candidate=candidate,
-            )
-        return _resolve_served_model(
-            candidate,
-            served,
-            control_client,
-            chain,
-            "GetCustomModelDeployment",
-            "custom model deployment",
-        )
+        return _resolve_served_model(candidate, served, control_client, chain, operation, what)
     raise BaseModelError(
         f"{candidate!r} is not a Bedrock model identifier this plugin can trace to a base "
         f"model (expected a custom model name/ARN, a provisioned-model ARN or a "

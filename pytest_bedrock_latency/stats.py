@@ -141,35 +141,28 @@ _BETACF_EPS = 1e-15
 _BETACF_TINY = 1e-300
 
 
+def _lentz_step(aa: float, c: float, d: float) -> tuple[float, float, float]:
+    """One modified-Lentz update for the coefficient ``aa``: the new ``c``, ``d`` and factor."""
+    d = 1.0 + aa * d
+    d = 1.0 / (d if abs(d) >= _BETACF_TINY else _BETACF_TINY)
+    c = 1.0 + aa / c
+    c = c if abs(c) >= _BETACF_TINY else _BETACF_TINY
+    return c, d, c * d
+
+
 def _betacf(a: float, b: float, x: float) -> float:
     """Continued fraction of the incomplete beta function (modified Lentz; Numerical Recipes)."""
     qab, qap, qam = a + b, a + 1.0, a - 1.0
     c = 1.0
     d = 1.0 - qab * x / qap
-    if abs(d) < _BETACF_TINY:
-        d = _BETACF_TINY
-    d = 1.0 / d
+    d = 1.0 / (d if abs(d) >= _BETACF_TINY else _BETACF_TINY)
     h = d
     for m in range(1, 10_000):
         m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        if abs(d) < _BETACF_TINY:
-            d = _BETACF_TINY
-        c = 1.0 + aa / c
-        if abs(c) < _BETACF_TINY:
-            c = _BETACF_TINY
-        d = 1.0 / d
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        if abs(d) < _BETACF_TINY:
-            d = _BETACF_TINY
-        c = 1.0 + aa / c
-        if abs(c) < _BETACF_TINY:
-            c = _BETACF_TINY
-        d = 1.0 / d
-        delta = d * c
+        # Each iteration applies the even and then the odd coefficient of the fraction.
+        c, d, factor = _lentz_step(m * (b - m) * x / ((qam + m2) * (a + m2)), c, d)
+        h *= factor
+        c, d, delta = _lentz_step(-(a + m) * (qab + m) * x / ((a + m2) * (qap + m2)), c, d)
         h *= delta
         if abs(delta - 1.0) < _BETACF_EPS:
             return h

@@ -813,13 +813,7 @@ class Emulator:
                     "contentBlockIndex": 0, "delta": {"text": text}, "p": _pad(i + 1)}))
                 sent = i + 1
             if plan.stream_error_after is not None:
-                due = (plan.delta_offsets_ms[sent] if sent < len(plan.delta_offsets_ms)
-                       else plan.done_ms)
-                _sleep_until(t0 + due / 1000.0)
-                member, frame = self._stream_exception(injected, sent)
-                record(200, member, sent)
-                self._write(h, frame)
-                self._end(h)
+                self._break_stream(h, t0, plan, sent, injected, record)
                 return
             metadata: dict[str, Any] = {
                 "usage": self._usage(answer),
@@ -838,6 +832,16 @@ class Emulator:
         except _ClientGone:
             record(200, "ClientDisconnected", sent)
             h.close_connection = True
+
+    def _break_stream(self, h: _Handler, t0: float, plan: _Plan, sent: int, injected: str | None,
+                      record: Callable[..., None]) -> None:
+        """End a stream mid-answer with an exception frame, when the next delta was due."""
+        due = plan.delta_offsets_ms[sent] if sent < len(plan.delta_offsets_ms) else plan.done_ms
+        _sleep_until(t0 + due / 1000.0)
+        member, frame = self._stream_exception(injected, sent)
+        record(200, member, sent)
+        self._write(h, frame)
+        self._end(h)
 
     def _stream_invoke(self, h: _Handler, t0: float, req: _Request, plan: _Plan, answer: Answer,
                        request_id: str, record: Callable[..., None], injected: str | None,
@@ -870,13 +874,7 @@ class Emulator:
                 self._write(h, *frames)
                 sent = i + 1
             if plan.stream_error_after is not None:
-                due = (plan.delta_offsets_ms[sent] if sent < len(plan.delta_offsets_ms)
-                       else plan.done_ms)
-                _sleep_until(t0 + due / 1000.0)
-                member, frame = self._stream_exception(injected, sent)
-                record(200, member, sent)
-                self._write(h, frame)
-                self._end(h)
+                self._break_stream(h, t0, plan, sent, injected, record)
                 return
             _sleep_until(t0 + plan.done_ms / 1000.0)
             latency = self._elapsed_ms(t0)
