@@ -27,20 +27,21 @@ from .settings import Settings, effective
 # whose tests never touch Bedrock must not pay that, so they are imported where used.
 if TYPE_CHECKING:
     from .baseline_store import BaselineStore, StoredRequest
-    from .evaluate import Check
-    from .results import TestResult
     from .clients import Clients
     from .emulator import Emulator
+    from .evaluate import Check
     from .gate import RegressionResult
     from .handle import ModelHandle
     from .instrument import Instrumentation
     from .regression import CallBudget
     from .report import Report
+    from .results import TestResult
 
 BEDROCK_FIXTURES = frozenset({"bedrock_model", "bedrock_baseline", "bedrock_runtime", "bedrock_calls"})
 BOUNDS_KEY = pytest.StashKey[TestBounds]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
 PROGRESS_AFTER_S = 5.0  # a gate that takes longer than this shows its progress without -v
+REPORT_ATTRIBUTE = "bedrock_latency"  # extra attribute on TestReport; xdist serialises it
 
 
 def report_nodeid(item: pytest.Item) -> str:
@@ -49,10 +50,9 @@ def report_nodeid(item: pytest.Item) -> str:
     ``--dist loadgroup`` appends ``@<group>`` to node ids in the workers; a baseline
     recorded that way must still match a plain run.
     """
-    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "")) for m in item.iter_markers("xdist_group")})
-    suffix = "@" + "_".join(groups)
-    return item.nodeid.removesuffix(suffix) if groups else item.nodeid
-REPORT_ATTRIBUTE = "bedrock_latency"  # extra attribute on TestReport; xdist serialises it
+    marks = item.iter_markers("xdist_group")
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "")) for m in marks})
+    return item.nodeid.removesuffix("@" + "_".join(groups)) if groups else item.nodeid
 
 
 class EnvironmentPatch:
@@ -102,9 +102,9 @@ class TestRun:
 
     __test__ = False
 
-    def __init__(self, nodeid: str, bounds: TestBounds) -> None:
-        self.nodeid = nodeid
-        self.item: pytest.Item | None = None
+    def __init__(self, item: pytest.Item, bounds: TestBounds) -> None:
+        self.item = item
+        self.nodeid = report_nodeid(item)
         self.bounds = bounds
         self._lock = threading.Lock()
         self.records: list[CallRecord] = []
@@ -144,6 +144,8 @@ class TestRun:
 
 @dataclass(frozen=True)
 class BaseChoice:
+    """The base model of a candidate, how it was found, or why there is none."""
+
     model_id: str | None
     source: str
     problem: str | None = None
@@ -152,12 +154,12 @@ class BaseChoice:
 class BedrockSession:
     """Everything the hooks need, in one object per pytest process."""
 
-    def __init__(self, settings: Settings, *, worker: bool, verbosity: int, environ: MutableMapping[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, *, worker: bool, verbosity: int) -> None:
         self.settings = settings
         self.worker = worker
         self.verbosity = verbosity
         self._instrumentation: Instrumentation | None = None
-        self.environment = EnvironmentPatch(os.environ if environ is None else environ)
+        self.environment = EnvironmentPatch(os.environ)
         self.emulator: Emulator | None = None
         self._own_emulator = False
         self.clients: Clients | None = None
@@ -165,7 +167,6 @@ class BedrockSession:
         self.results: dict[str, TestResult] = {}
         self._call_budget: CallBudget | None = None
         self.store: BaselineStore | None = None
-        self.warnings: list[str] = []
         self._bases: dict[str, BaseChoice] = {}
         self._problems: list[str] | None = None
         self._failures: CallFailures | None = None
@@ -306,8 +307,7 @@ class BedrockSession:
             pytest.fail(f"invalid bedrock marker: {item.stash[MARKER_ERROR_KEY]}", pytrace=False)
         if not self.wants(item):
             return
-        run = TestRun(report_nodeid(item), self.bounds(item))
-        run.item = item
+        run = TestRun(item, self.bounds(item))
         self.current = run
         self.instrumentation.sink = run.add
         self.instrumentation.install()
@@ -315,7 +315,7 @@ class BedrockSession:
             self.require_bedrock(need_model=False)
 
     def end(self, nodeid: str) -> None:
-        if self.current is None or self.current.item is None or self.current.item.nodeid != nodeid:
+        if self.current is None or self.current.item.nodeid != nodeid:
             return
         self.current = None
         self.instrumentation.sink = None
