@@ -52,7 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = hasattr(config, "workerinput")  # pytest-xdist's documented marker of a worker
     bedrock = BedrockSession(resolved, worker=worker, verbosity=config.get_verbosity())
     config.stash[SESSION_KEY] = bedrock
-    if config.getoption("dist", "no") != "no":  # an xdist controller: it never collects
+    if not worker and config.getoption("dist", "no") != "no":  # an xdist controller never collects
         _register_test_hooks(config)
 
 
