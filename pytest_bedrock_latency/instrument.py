@@ -86,10 +86,6 @@ class Instrumentation:
         self.sink: Sink | None = None
 
     # -- installation ------------------------------------------------------------------
-    @property
-    def installed(self) -> bool:
-        return self._active
-
     def install(self) -> None:
         """Patch botocore (reference counted: nested installs are cheap)."""
         with self._lock:

@@ -62,11 +62,6 @@ class TestResult:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def with_outcome(self, outcome: str) -> TestResult:
-        return TestResult(
-            self.nodeid, outcome, self.bounds, self.calls, self.checks, self.failed_calls, self.regression, self.spend
-        )
-
     @property
     def verdict(self) -> str:
         if self.outcome != "passed":

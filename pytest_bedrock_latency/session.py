@@ -102,8 +102,9 @@ class TestRun:
 
     __test__ = False
 
-    def __init__(self, item: pytest.Item, bounds: TestBounds) -> None:
+    def __init__(self, item: pytest.Item, bounds: TestBounds, on_call: Callable[[int], None]) -> None:
         self.item = item
+        self._on_call = on_call
         self.nodeid = report_nodeid(item)
         self.bounds = bounds
         self._lock = threading.Lock()
@@ -117,6 +118,7 @@ class TestRun:
     def add(self, record: CallRecord) -> None:
         with self._lock:
             self.records.append(record)
+        self._on_call(1)  # test-body calls count toward --bedrock-max-calls too
 
     def snapshot(self) -> list[CallRecord]:
         with self._lock:
@@ -307,7 +309,7 @@ class BedrockSession:
             pytest.fail(f"invalid bedrock marker: {item.stash[MARKER_ERROR_KEY]}", pytrace=False)
         if not self.wants(item):
             return
-        run = TestRun(item, self.bounds(item))
+        run = TestRun(item, self.bounds(item), on_call=self.call_budget.spend)
         self.current = run
         self.instrumentation.sink = run.add
         self.instrumentation.install()

@@ -138,6 +138,12 @@ def test_a_call_budget_ends_the_gate_as_marginal(suite: pytest.Pytester) -> None
     result.stdout.fnmatch_lines(["  ms/token       x1.* FAIL (marginal) (3 pairs)"])
 
 
+def test_the_test_bodys_own_calls_count_toward_the_call_budget(suite: pytest.Pytester) -> None:
+    # 8 calls: 1 by the test body, 2 for the warm-up pair, then only 2 pairs fit (not 3).
+    result = gate(suite, "slow", "--bedrock-max-calls", "8")
+    result.stdout.fnmatch_lines(["  ms/token       x1.* FAIL (marginal) (2 pairs)"])
+
+
 def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pytester) -> None:
     result = gate(suite, "slow", "--bedrock-max-calls", "9", "--bedrock-regression-policy", "lenient")
     assert result.ret == pytest.ExitCode.OK
