@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as TransportError  # raised while a stream is read, e.g. a read timeout
 
 from .errors import FATAL_CODES, BedrockCallError, CallFailures
-from .instrument import Instrumentation
+from .instrument import Instrumentation, error_details
 from .measurement import CallRecord, Generation
 
 Prompt = str | Sequence[Mapping[str, Any]]
@@ -158,13 +158,9 @@ class ModelHandle:
             raise ValueError(f"cannot send Bedrock operation {operation!r}")
 
     def _error(self, operation: str, error: Exception, attempts: int) -> BedrockCallError:
-        if isinstance(error, ClientError):
-            details = error.response.get("Error", {})
-            code = str(details.get("Code", "ClientError"))
-            message = str(details.get("Message", error))
-            attempts = max(attempts, int(error.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)) + 1)
-        else:
-            code, message = type(error).__name__, str(error)
+        code, message, retries = error_details(error)
+        if retries is not None:
+            attempts = max(attempts, retries + 1)
         hint = self._failures.hint if code in FATAL_CODES else ""
         return BedrockCallError(self.model_id, operation, code, message, attempts, hint)
 

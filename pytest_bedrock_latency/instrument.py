@@ -57,7 +57,8 @@ def _on_before_send(**_: Any) -> None:
         record.attempt_sent()
 
 
-def _error_details(error: BaseException) -> tuple[str, str, int | None]:
+def error_details(error: BaseException) -> tuple[str, str, int | None]:
+    """Bedrock's error code, message and botocore's retry count (None when unknown)."""
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         retries = error.response.get("ResponseMetadata", {}).get("RetryAttempts")
@@ -169,7 +170,7 @@ class Instrumentation:
         try:
             response = original(client, operation_name, api_params)
         except BaseException as error:
-            record.failed(*_error_details(error))
+            record.failed(*error_details(error))
             raise
         finally:
             _CURRENT_CALL.reset(token)
@@ -239,7 +240,7 @@ class TimedEventStream(_EventStreamBase):
             record.stream_abandoned()
             raise
         except BaseException as error:
-            record.failed(*_error_details(error))
+            record.failed(*error_details(error))
             raise
         record.stream_finished()
 
