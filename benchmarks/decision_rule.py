@@ -32,7 +32,7 @@ from pathlib import Path
 # Run from a clean checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_bedrock_latency.stats import Decision, SequentialRule  # noqa: E402
+from pytest_bedrock_latency.stats import Decision, SequentialRule
 
 Draw = Callable[[int], tuple[Sequence[float], Sequence[float]]]
 

@@ -25,15 +25,26 @@ MODEL = "bench.model-v1"
 TTFT_MS = 200.0
 MS_PER_TOKEN = 20.0
 TOKENS = 50
-PROFILE = {MODEL: {"family": "nova", "ttft_ms": TTFT_MS, "ms_per_token": MS_PER_TOKEN,
-                   "answer_tokens": TOKENS, "prompt_spread": 0.0, "answer_tokens_spread": 0.0,
-                   "jitter": 0.0}}
+PROFILE = {
+    MODEL: {
+        "family": "nova",
+        "ttft_ms": TTFT_MS,
+        "ms_per_token": MS_PER_TOKEN,
+        "answer_tokens": TOKENS,
+        "prompt_spread": 0.0,
+        "answer_tokens_spread": 0.0,
+        "jitter": 0.0,
+    }
+}
 
 
 def _client(url: str) -> Any:
     return boto3.client(
-        "bedrock-runtime", endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "bedrock-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         config=Config(retries={"total_max_attempts": 1}, max_pool_connections=4),
     )
 
@@ -46,8 +57,9 @@ def _one_stream(client: Any, prompt: str) -> tuple[float, float]:
         sent.append(time.perf_counter())
 
     client.meta.events.register("before-send.bedrock-runtime.ConverseStream", on_send)
-    resp = client.converse_stream(modelId=MODEL,
-                                  messages=[{"role": "user", "content": [{"text": prompt}]}])
+    resp = client.converse_stream(
+        modelId=MODEL, messages=[{"role": "user", "content": [{"text": prompt}]}]
+    )
     client.meta.events.unregister("before-send.bedrock-runtime.ConverseStream", on_send)
     start = sent[-1]
     stamps: list[float] = []
@@ -65,8 +77,10 @@ def run(url: str, concurrency: int, rounds: int = 1) -> tuple[list[float], list[
     """Run ``concurrency`` simultaneous streams ``rounds`` times; return TTFTs and ms/token."""
     clients = [_client(url) for _ in range(concurrency)]
     for c in clients:  # warm up: connection pools and botocore's lazy loaders
-        c.count_tokens(modelId=MODEL, input={"converse": {"messages": [
-            {"role": "user", "content": [{"text": "warm up"}]}]}})
+        c.count_tokens(
+            modelId=MODEL,
+            input={"converse": {"messages": [{"role": "user", "content": [{"text": "warm up"}]}]}},
+        )
     ttfts: list[float] = []
     tpots: list[float] = []
     lock = threading.Lock()
@@ -95,28 +109,36 @@ def main() -> int:
     gc.collect()
     gc.disable()
     with Emulator(profiles=PROFILE) as emu:
-        print(f"Emulator fidelity: profile ttft_ms={TTFT_MS:g}, ms_per_token={MS_PER_TOKEN:g}, "
-              f"answer_tokens={TOKENS}, jitter=0 (ConverseStream, boto3, "
-              f"{sys.platform}, Python {sys.version.split()[0]})")
-        header = (f"{'streams':>7} | {'n':>3} | {'TTFT emit':>9} | {'TTFT med':>8} | {'TTFT p90':>8} |"
-                  f" {'err ms':>6} | {'ms/tok emit':>11} | {'ms/tok med':>10} | {'ms/tok p90':>10} |"
-                  f" {'err med':>7}")
+        print(
+            f"Emulator fidelity: profile ttft_ms={TTFT_MS:g}, ms_per_token={MS_PER_TOKEN:g}, "
+            f"answer_tokens={TOKENS}, jitter=0 (ConverseStream, boto3, "
+            f"{sys.platform}, Python {sys.version.split()[0]})"
+        )
+        header = (
+            f"{'streams':>7} | {'n':>3} | {'TTFT emit':>9} | {'TTFT med':>8} | {'TTFT p90':>8} |"
+            f" {'err ms':>6} | {'ms/tok emit':>11} | {'ms/tok med':>10} | {'ms/tok p90':>10} |"
+            f" {'err med':>7}"
+        )
         print(header)
         print("-" * len(header))
         for conc, rounds in ((1, 5), (8, 2), (32, 1)):
             ttfts, tpots = run(emu.url, conc, rounds)
             t_med, m_med = statistics.median(ttfts), statistics.median(tpots)
-            print(f"{conc:>7} | {len(ttfts):>3} | {TTFT_MS:>9.1f} | {t_med:>8.1f} | {p90(ttfts):>8.1f} |"
-                  f" {t_med - TTFT_MS:>+6.1f} | {MS_PER_TOKEN:>11.2f} |"
-                  f" {m_med:>10.2f} | {p90(tpots):>10.2f} |"
-                  f" {100 * (m_med - MS_PER_TOKEN) / MS_PER_TOKEN:>6.1f}%")
+            print(
+                f"{conc:>7} | {len(ttfts):>3} | {TTFT_MS:>9.1f} | {t_med:>8.1f} | {p90(ttfts):>8.1f} |"
+                f" {t_med - TTFT_MS:>+6.1f} | {MS_PER_TOKEN:>11.2f} |"
+                f" {m_med:>10.2f} | {p90(tpots):>10.2f} |"
+                f" {100 * (m_med - MS_PER_TOKEN) / MS_PER_TOKEN:>6.1f}%"
+            )
         best = 0
         tried = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
         for conc in tried:
             ttfts, tpots = run(emu.url, conc)
             err = abs(statistics.median(tpots) - MS_PER_TOKEN) / MS_PER_TOKEN
-            print(f"  search: {conc:>3} streams -> median ms/token {statistics.median(tpots):.2f} "
-                  f"({100 * err:.1f}% off), median TTFT {statistics.median(ttfts):.1f} ms")
+            print(
+                f"  search: {conc:>3} streams -> median ms/token {statistics.median(tpots):.2f} "
+                f"({100 * err:.1f}% off), median TTFT {statistics.median(ttfts):.1f} ms"
+            )
             if err > 0.05:
                 break
             best = conc

@@ -29,17 +29,24 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_bedrock_latency.emulator import Emulator  # noqa: E402
-from pytest_bedrock_latency.handle import ModelHandle  # noqa: E402
-from pytest_bedrock_latency.instrument import Instrumentation  # noqa: E402
-from pytest_bedrock_latency.markers import RegressionGate  # noqa: E402
-from pytest_bedrock_latency.regression import GateRun, Request  # noqa: E402
+from pytest_bedrock_latency.emulator import Emulator
+from pytest_bedrock_latency.handle import ModelHandle
+from pytest_bedrock_latency.instrument import Instrumentation
+from pytest_bedrock_latency.markers import RegressionGate
+from pytest_bedrock_latency.regression import GateRun, Request
 
 BASE = "base-model"
 PROFILES = {
     "defaults": {
-        "family": "titan", "ttft_ms": 40, "ms_per_token": 2.0, "jitter": 0.25, "answer_tokens": 60,
-        "prompt_spread": 0.4, "answer_tokens_spread": 0.2, "outlier_rate": 0.03, "outlier_factor": 3,
+        "family": "titan",
+        "ttft_ms": 40,
+        "ms_per_token": 2.0,
+        "jitter": 0.25,
+        "answer_tokens": 60,
+        "prompt_spread": 0.4,
+        "answer_tokens_spread": 0.2,
+        "outlier_rate": 0.03,
+        "outlier_factor": 3,
         "seed": 11,
     },
     "models": {
@@ -53,15 +60,27 @@ EXPECTED = {"same": "pass", "slow": "fail", "verbose": "fail"}
 PROMPTS = ("How do I reset my password?", "Can I return an item after 30 days?")
 
 
-def run_gate(client: object, instrumentation: Instrumentation, candidate: str, concurrency: int) -> tuple[bool, int, float]:
+def run_gate(
+    client: object, instrumentation: Instrumentation, candidate: str, concurrency: int
+) -> tuple[bool, int, float]:
     handle = ModelHandle(candidate, client, instrumentation)
     requests = [
-        Request(f"prompt-{i}", "ConverseStream", {"messages": [{"role": "user", "content": [{"text": p}]}]})
+        Request(
+            f"prompt-{i}",
+            "ConverseStream",
+            {"messages": [{"role": "user", "content": [{"text": p}]}]},
+        )
         for i, p in enumerate(PROMPTS)
     ]
     gate = GateRun(
-        RegressionGate(), budget=40, policy="strict", concurrency=concurrency, candidate=handle,
-        base=handle.with_model(BASE), base_model_id=BASE, base_source="benchmark",
+        RegressionGate(),
+        budget=40,
+        policy="strict",
+        concurrency=concurrency,
+        candidate=handle,
+        base=handle.with_model(BASE),
+        base_model_id=BASE,
+        base_source="benchmark",
     )
     started = time.perf_counter()
     result = gate.run(requests)
@@ -69,24 +88,37 @@ def run_gate(client: object, instrumentation: Instrumentation, candidate: str, c
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     instrumentation = Instrumentation()
     with Emulator(profiles=PROFILES) as emulator:
         client = boto3.client(
-            "bedrock-runtime", endpoint_url=emulator.url, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-            config=Config(max_pool_connections=20, retries={"mode": "standard", "total_max_attempts": 5}),
+            "bedrock-runtime",
+            endpoint_url=emulator.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(
+                max_pool_connections=20, retries={"mode": "standard", "total_max_attempts": 5}
+            ),
         )
-        print(f"gate: default bedrock_regression, budget 40, concurrency 4, {args.runs} runs per candidate")
-        print(f"{'candidate':<10} {'expected':<9} {'right':>7} {'mean invocations':>17} {'mean wall s':>12}")
+        print(
+            f"gate: default bedrock_regression, budget 40, concurrency 4, {args.runs} runs per candidate"
+        )
+        print(
+            f"{'candidate':<10} {'expected':<9} {'right':>7} {'mean invocations':>17} {'mean wall s':>12}"
+        )
         for candidate, expected in EXPECTED.items():
             outcomes = [run_gate(client, instrumentation, candidate, 4) for _ in range(args.runs)]
             right = sum(1 for failed, _, _ in outcomes if failed == (expected == "fail"))
             calls = statistics.mean(n for _, n, _ in outcomes)
             wall = statistics.mean(w for _, _, w in outcomes)
-            print(f"{candidate:<10} {expected:<9} {right:>3}/{args.runs:<3} {calls:>17.1f} {wall:>12.2f}")
+            print(
+                f"{candidate:<10} {expected:<9} {right:>3}/{args.runs:<3} {calls:>17.1f} {wall:>12.2f}"
+            )
         print()
         print("wall time of one gate (candidate 'same', median of 3 runs):")
         for concurrency in (1, 4, 8):

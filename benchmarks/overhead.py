@@ -24,13 +24,24 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pytest_bedrock_latency.emulator import Emulator  # noqa: E402
-from pytest_bedrock_latency.handle import ModelHandle  # noqa: E402
-from pytest_bedrock_latency.instrument import Instrumentation  # noqa: E402
+from pytest_bedrock_latency.emulator import Emulator
+from pytest_bedrock_latency.handle import ModelHandle
+from pytest_bedrock_latency.instrument import Instrumentation
 
 MODEL = "bench-model"
-PROFILE = {"models": {MODEL: {"family": "titan", "ttft_ms": 100, "ms_per_token": 20, "answer_tokens": 50,
-                              "prompt_spread": 0, "answer_tokens_spread": 0, "jitter": 0}}}
+PROFILE = {
+    "models": {
+        MODEL: {
+            "family": "titan",
+            "ttft_ms": 100,
+            "ms_per_token": 20,
+            "answer_tokens": 50,
+            "prompt_spread": 0,
+            "answer_tokens_spread": 0,
+            "jitter": 0,
+        }
+    }
+}
 MESSAGES = [{"role": "user", "content": [{"text": "How do I reset my password?"}]}]
 
 
@@ -53,8 +64,13 @@ def raw_ms_per_token(client: object) -> float:
 
 def accuracy(rounds: int = 15) -> None:
     with Emulator(profiles=PROFILE) as emulator:
-        client = boto3.client("bedrock-runtime", endpoint_url=emulator.url, region_name="us-east-1",
-                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        client = boto3.client(
+            "bedrock-runtime",
+            endpoint_url=emulator.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         handle = ModelHandle(MODEL, client, Instrumentation())
         raw, plugin = [], []
         raw_ms_per_token(client)  # warm-up: connection, imports
@@ -64,8 +80,10 @@ def accuracy(rounds: int = 15) -> None:
             assert measured is not None
             plugin.append(measured)
     r, p = statistics.median(raw), statistics.median(plugin)
-    print("(a) ms/token, profile 20.0 ms/token, 50 tokens, no jitter, "
-          f"{rounds} interleaved calls each")
+    print(
+        "(a) ms/token, profile 20.0 ms/token, 50 tokens, no jitter, "
+        f"{rounds} interleaved calls each"
+    )
     print(f"    raw boto3 perf_counter loop : median {r:.3f} ms")
     print(f"    plugin (ModelHandle)        : median {p:.3f} ms")
     print(f"    difference                  : {100 * (p - r) / r:+.2f}%  (target within 1%)")
@@ -81,7 +99,7 @@ def overhead(tests: int = 2000, repeats: int = 3) -> None:
         )
         (path / "pytest.ini").write_text("[pytest]\n")
         base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_many.py"]
-        variants = {"plugin on": base, "plugin off": base + ["-p", "no:bedrock_latency"]}
+        variants = {"plugin on": base, "plugin off": [*base, "-p", "no:bedrock_latency"]}
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(repeats):
             for name, command in variants.items():

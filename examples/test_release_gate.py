@@ -1,8 +1,8 @@
 """The release gate: the fine-tune may not be slower per token or more verbose than its base.
 
-    pytest examples --bedrock-model arn:aws:bedrock:us-east-1:123456789012:custom-model/support-concise  # passes
-    pytest examples --bedrock-model arn:aws:bedrock:us-east-1:123456789012:custom-model/support-verbose  # fails: verbosity
-    pytest examples --bedrock-model arn:aws:bedrock:us-east-1:123456789012:custom-model/support-slow     # fails: ms/token
+pytest examples --bedrock-model arn:aws:bedrock:us-east-1:123456789012:custom-model/support-concise  # passes
+pytest examples --bedrock-model arn:aws:bedrock:us-east-1:123456789012:custom-model/support-verbose  # fails: verbosity
+pytest examples --bedrock-model arn:aws:bedrock:us-east-1:123456789012:custom-model/support-slow     # fails: ms/token
 """
 
 import pytest

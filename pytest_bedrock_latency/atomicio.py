@@ -10,6 +10,7 @@ POSIX and on Windows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -79,7 +80,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     # Encode before creating anything so an unencodable string leaves no trace.
     data = text.encode("utf-8")
 
-    tmp = tempfile.NamedTemporaryFile(
+    # Not a with-block: the file must outlive this statement until it is renamed into place.
+    tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115
         dir=directory, delete=False, prefix=f".{target.name}.", suffix=".tmp"
     )
     tmp_name = tmp.name
@@ -92,9 +94,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         os.replace(tmp_name, target)
     except BaseException:
         # BaseException: a Ctrl-C between write and replace must not leave litter.
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp_name)
-        except OSError:
-            pass
         raise
     _fsync_directory(directory)

@@ -20,8 +20,9 @@ would be a guess. If invoking it on demand fails, name the base with ``--bedrock
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -33,9 +34,9 @@ from botocore.exceptions import (
 )
 
 __all__ = [
+    "MODEL_KINDS",
     "BaseModelError",
     "BaseModelResolution",
-    "MODEL_KINDS",
     "classify_model_id",
     "resolve_base_model",
 ]
@@ -278,9 +279,10 @@ def _kwargs_text(kwargs: dict[str, str]) -> str:
 
 def _is_not_found(exc: BaseModelError) -> bool:
     cause = exc.__cause__
-    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get(
-        "Code"
-    ) in {"ResourceNotFoundException", "NotFoundException"}
+    return isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in {
+        "ResourceNotFoundException",
+        "NotFoundException",
+    }
 
 
 def _imported_error(candidate: str, detail: str) -> BaseModelError:
@@ -359,9 +361,7 @@ def _resolve_custom(
     model_arn = model.get("modelArn")
     if isinstance(model_arn, str) and model_arn and model_arn not in chain:
         chain.append(model_arn)
-    return _base_from_arn(
-        candidate, base_arn, f"{source_prefix}GetCustomModel baseModelArn", chain
-    )
+    return _base_from_arn(candidate, base_arn, f"{source_prefix}GetCustomModel baseModelArn", chain)
 
 
 def _resolve_served_model(
@@ -388,9 +388,7 @@ def _resolve_served_model(
     if kind == "imported":
         raise _imported_error(candidate, f"{operation} serves {served_arn}")
     if kind in {"custom-model", "custom-name"}:
-        return _resolve_custom(
-            candidate, served_arn, control_client, chain, f"{operation} -> "
-        )
+        return _resolve_custom(candidate, served_arn, control_client, chain, f"{operation} -> ")
     raise BaseModelError(
         f"Cannot find the base model of {candidate!r}: {operation} says it serves "
         f"{served_arn!r}, which is neither a custom nor a foundation model. "
@@ -440,15 +438,26 @@ def resolve_base_model(candidate: str, control_client: Any) -> BaseModelResoluti
         return _resolve_custom(candidate, candidate, control_client, chain, "")
     # A provisioned throughput or a custom model deployment serves a model: follow it.
     served_by = {
-        "provisioned": ("get_provisioned_model_throughput", "GetProvisionedModelThroughput",
-                        "provisionedModelId", "provisioned throughput"),
-        "custom-model-deployment": ("get_custom_model_deployment", "GetCustomModelDeployment",
-                                    "customModelDeploymentIdentifier", "custom model deployment"),
+        "provisioned": (
+            "get_provisioned_model_throughput",
+            "GetProvisionedModelThroughput",
+            "provisionedModelId",
+            "provisioned throughput",
+        ),
+        "custom-model-deployment": (
+            "get_custom_model_deployment",
+            "GetCustomModelDeployment",
+            "customModelDeploymentIdentifier",
+            "custom model deployment",
+        ),
     }
     if kind in served_by:
         name, operation, argument, what = served_by[kind]
         response = _call(
-            candidate, operation, _method(control_client, name, operation, candidate), **{argument: candidate}
+            candidate,
+            operation,
+            _method(control_client, name, operation, candidate),
+            **{argument: candidate},
         )
         served = response.get("modelArn") or response.get("foundationModelArn")
         if not isinstance(served, str) or not served:

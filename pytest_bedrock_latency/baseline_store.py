@@ -391,8 +391,7 @@ def _read_file(path: Path) -> _FileContent | None:
     if version > SCHEMA_VERSION:
         raise BaselineFileError(
             path,
-            f"schema_version {version} is newer than this plugin understands "
-            f"({SCHEMA_VERSION})",
+            f"schema_version {version} is newer than this plugin understands ({SCHEMA_VERSION})",
             "upgrade pytest-bedrock-latency, or delete the file and re-record with "
             "--bedrock-update-baseline",
         )
@@ -418,9 +417,7 @@ def _read_file(path: Path) -> _FileContent | None:
             except _EntryError as exc:
                 raise BaselineFileError(path, str(exc)) from exc
             raw[test_id][key] = entry
-    extras = {
-        k: v for k, v in document.items() if k not in {"plugin", "schema_version", "tests"}
-    }
+    extras = {k: v for k, v in document.items() if k not in {"plugin", "schema_version", "tests"}}
     return _FileContent(raw=raw, extras=extras, parsed=parsed)
 
 

@@ -98,7 +98,9 @@ def series(results: Iterable[TestResult]) -> list[Series]:
         calls: dict[str, int] = {}
         pairs: dict[str, int] = {}
 
-        def add(model: str, figures: Any) -> None:
+        def add(
+            model: str, figures: Any, values: dict[str, dict[str, list[float]]] = values
+        ) -> None:
             per_metric = values.setdefault(model, {m.key: [] for m in METRICS})
             for metric in METRICS:
                 value = getattr(figures, metric.key)
@@ -119,11 +121,26 @@ def series(results: Iterable[TestResult]) -> list[Series]:
         for model, per_metric in values.items():
             role = "called"
             if gate is not None:
-                role = "candidate" if model == gate.candidate else "base" if model == gate.base else role
+                role = (
+                    "candidate"
+                    if model == gate.candidate
+                    else "base"
+                    if model == gate.base
+                    else role
+                )
             for metric in METRICS:
                 if per_metric[metric.key]:
-                    out.append(Series(result.nodeid, model, role, metric, tuple(per_metric[metric.key]),
-                                      calls.get(model, 0), pairs.get(model, 0)))
+                    out.append(
+                        Series(
+                            result.nodeid,
+                            model,
+                            role,
+                            metric,
+                            tuple(per_metric[metric.key]),
+                            calls.get(model, 0),
+                            pairs.get(model, 0),
+                        )
+                    )
     return out
 
 
@@ -157,15 +174,16 @@ def benchmark_metadata(results: Iterable[TestResult]) -> list[Any]:
     return entries
 
 
-def benchmark_entries(results: Sequence[TestResult], *, include_data: bool = True) -> list[dict[str, Any]]:
+def benchmark_entries(
+    results: Sequence[TestResult], *, include_data: bool = True
+) -> list[dict[str, Any]]:
     """The entries as pytest-benchmark writes them into the ``benchmarks`` list of its JSON."""
     return [m.as_dict(include_data=include_data) for m in benchmark_metadata(results)]
 
 
 def _wanted(benchmark_session: Any) -> bool:
     return any(
-        getattr(benchmark_session, name, None)
-        for name in ("save", "autosave", "json", "compare")
+        getattr(benchmark_session, name, None) for name in ("save", "autosave", "json", "compare")
     )
 
 

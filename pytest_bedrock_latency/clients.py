@@ -34,8 +34,10 @@ class Target:
         return "emulator" if self.emulator else ("custom endpoint" if self.endpoint_url else "AWS")
 
     def describe(self) -> str:
-        where = f"the embedded emulator at {self.endpoint_url}" if self.emulator else (
-            f"endpoint {self.endpoint_url}" if self.endpoint_url else "Amazon Bedrock"
+        where = (
+            f"the embedded emulator at {self.endpoint_url}"
+            if self.emulator
+            else (f"endpoint {self.endpoint_url}" if self.endpoint_url else "Amazon Bedrock")
         )
         return f"{where}, region {self.region or '(none)'}"
 
@@ -55,7 +57,9 @@ class Clients:
 
         with self._lock:
             if self._session is None:
-                self._session = boto3.Session(profile_name=self.target.aws_profile, region_name=self.target.region)
+                self._session = boto3.Session(
+                    profile_name=self.target.aws_profile, region_name=self.target.region
+                )
             return self._session
 
     def problems(self) -> list[str]:
@@ -65,7 +69,9 @@ class Clients:
         try:
             session = self.session()
         except ProfileNotFound:
-            return [f"AWS profile {self.target.aws_profile!r} does not exist (--bedrock-aws-profile / AWS_PROFILE)"]
+            return [
+                f"AWS profile {self.target.aws_profile!r} does not exist (--bedrock-aws-profile / AWS_PROFILE)"
+            ]
         problems: list[str] = []
         try:
             credentials = session.get_credentials()
@@ -78,13 +84,17 @@ class Clients:
             )
         region = session.region_name
         if not region:
-            problems.append("no AWS region (set --bedrock-region, bedrock_region in the ini file, or AWS_REGION)")
+            problems.append(
+                "no AWS region (set --bedrock-region, bedrock_region in the ini file, or AWS_REGION)"
+            )
         elif not self.target.endpoint_url and not _REGION_SHAPE.match(region):
             problems.append(f"{region!r} is not an AWS region name (e.g. us-east-1)")
         elif not self.target.endpoint_url:
             known = _bedrock_regions(session)
             if known and region not in known:
-                problems.append(f"Bedrock Runtime is not offered in region {region!r} (set --bedrock-region)")
+                problems.append(
+                    f"Bedrock Runtime is not offered in region {region!r} (set --bedrock-region)"
+                )
         return problems
 
     def _config(self) -> Config:
@@ -117,7 +127,9 @@ class Clients:
         with self._lock:
             if self._control is None:
                 endpoint = self.target.endpoint_url if self.target.emulator else None
-                self._control = session.client("bedrock", endpoint_url=endpoint, config=self._config())
+                self._control = session.client(
+                    "bedrock", endpoint_url=endpoint, config=self._config()
+                )
             return self._control
 
 

@@ -9,9 +9,17 @@ from .measurement import failure_text
 # Errors that will not go away by asking again in the next test: remembered per model so
 # a misconfigured run says it once, clearly, instead of a botocore traceback per test.
 FATAL_CODES = frozenset(
-    {"AccessDeniedException", "ResourceNotFoundException", "UnrecognizedClientException",
-     "ExpiredTokenException", "InvalidSignatureException", "NoCredentialsError",
-     "PartialCredentialsError", "NoRegionError", "EndpointConnectionError"}
+    {
+        "AccessDeniedException",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+        "ExpiredTokenException",
+        "InvalidSignatureException",
+        "NoCredentialsError",
+        "PartialCredentialsError",
+        "NoRegionError",
+        "EndpointConnectionError",
+    }
 )
 
 
@@ -22,7 +30,9 @@ class BedrockCallError(Exception):
     and, where there is one, the fix.
     """
 
-    def __init__(self, model_id: str, operation: str, code: str, message: str, attempts: int, hint: str = "") -> None:
+    def __init__(
+        self, model_id: str, operation: str, code: str, message: str, attempts: int, hint: str = ""
+    ) -> None:
         self.model_id = model_id
         self.operation = operation
         self.code = code

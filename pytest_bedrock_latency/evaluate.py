@@ -69,7 +69,9 @@ LATENCY_METRICS: tuple[tuple[str, str, Callable[[Generation], float | None]], ..
 )
 
 
-def check_latency(bounds: LatencyBounds, generations: Sequence[Generation], scale: float = 1.0) -> list[Check]:
+def check_latency(
+    bounds: LatencyBounds, generations: Sequence[Generation], scale: float = 1.0
+) -> list[Check]:
     """The percentile of each bounded latency figure against its (scaled) limit."""
     checks: list[Check] = []
     q = bounds.percentile
@@ -82,7 +84,11 @@ def check_latency(bounds: LatencyBounds, generations: Sequence[Generation], scal
         limit = bound * scale
         values = [v for v in map(get, generations) if v is not None]
         if not values:
-            why = "needs streamed calls (stream=True)" if metric != "ms/token" else "needs streamed answers of 2 or more tokens"
+            why = (
+                "needs streamed calls (stream=True)"
+                if metric != "ms/token"
+                else "needs streamed answers of 2 or more tokens"
+            )
             line = f"bedrock_latency: {metric} {label} not measured: {why} (model {models}, {_calls(len(generations))})"
             checks.append(Check("bedrock_latency", f"{metric} {label}", None, limit, False, line))
             continue
@@ -124,5 +130,7 @@ def check_length(bounds: LengthBounds, generations: Sequence[Generation]) -> lis
         allowed = "allowed" if is_max else "required"
         scope = f"{bad} of {len(values)} answers" if not ok else _calls(len(values))
         line = f"bedrock_length: {metric} {stat} {worst} {op} {limit} {allowed} (model {models}, {scope})"
-        checks.append(Check("bedrock_length", f"{metric} {stat}", float(worst), float(limit), ok, line))
+        checks.append(
+            Check("bedrock_length", f"{metric} {stat}", float(worst), float(limit), ok, line)
+        )
     return checks

@@ -89,15 +89,42 @@ class MetricVerdict:
         sd = interval.sd_log if math.isfinite(interval.sd_log) else None
         needed = pairs_needed(sd, decision.tolerance, decision.detect) if sd is not None else None
         return cls(
-            metric.key, metric.label, decision.tolerance, decision.detect, decision.verdict, decision.marginal,
-            interval.estimate, interval.low, interval.high, interval.n, sd, decision.reason, needed,
-            percentile(base, 50) if base else None, percentile(candidate, 50) if candidate else None,
+            metric.key,
+            metric.label,
+            decision.tolerance,
+            decision.detect,
+            decision.verdict,
+            decision.marginal,
+            interval.estimate,
+            interval.low,
+            interval.high,
+            interval.n,
+            sd,
+            decision.reason,
+            needed,
+            percentile(base, 50) if base else None,
+            percentile(candidate, 50) if candidate else None,
         )
 
     @classmethod
     def undecided(cls, metric: Metric, rule: SequentialRule, reason: str) -> MetricVerdict:
-        return cls(metric.key, metric.label, rule.tolerance, rule.effective_detect(), "undecided", True,
-                   None, None, None, 0, None, reason, None, None, None)
+        return cls(
+            metric.key,
+            metric.label,
+            rule.tolerance,
+            rule.effective_detect(),
+            "undecided",
+            True,
+            None,
+            None,
+            None,
+            0,
+            None,
+            reason,
+            None,
+            None,
+            None,
+        )
 
     @property
     def failed(self) -> bool:
@@ -128,7 +155,9 @@ class RegressionResult:
 
     candidate: str
     base: str
-    base_source: str  # how the base was chosen, e.g. "--bedrock-baseline", "GetCustomModel baseModelArn"
+    base_source: (
+        str  # how the base was chosen, e.g. "--bedrock-baseline", "GetCustomModel baseModelArn"
+    )
     stored: bool  # compared against stored samples instead of a live base
     policy: str
     budget: int
@@ -143,11 +172,17 @@ class RegressionResult:
     @property
     def failing(self) -> list[MetricVerdict]:
         """Metrics that fail the build under the policy (lenient forgives marginal fails)."""
-        return [m for m in self.metrics if m.failed and not (m.marginal and self.policy == "lenient")]
+        return [
+            m for m in self.metrics if m.failed and not (m.marginal and self.policy == "lenient")
+        ]
 
     @property
     def failed(self) -> bool:
-        return bool(self.failing) or not self.metrics or all(m.verdict == "undecided" for m in self.metrics)
+        return (
+            bool(self.failing)
+            or not self.metrics
+            or all(m.verdict == "undecided" for m in self.metrics)
+        )
 
     @property
     def marginal(self) -> bool:
@@ -196,7 +231,9 @@ class RegressionResult:
             extra.append("marginal: call budget exhausted (--bedrock-max-calls)")
         if self.dropped_pairs:
             extra.append(f"{self.dropped_pairs} pair(s) dropped after a failed request")
-        extra.append(f"{len(self.pairs)} pairs + {self.warmup_pairs} warm-up, base from {self.base_source}")
+        extra.append(
+            f"{len(self.pairs)} pairs + {self.warmup_pairs} warm-up, base from {self.base_source}"
+        )
         lines.append("  " + "; ".join(extra))
         lines.extend(f"  dropped: {e}" for e in self.errors[:3])
         return lines
@@ -209,7 +246,12 @@ class RegressionResult:
         fields_ = dict(data)
         fields_["metrics"] = tuple(MetricVerdict(**m) for m in data["metrics"])
         fields_["pairs"] = tuple(
-            Pair(p["request"], p["order"], Sample(**p["candidate"]), Sample(**p["base"]) if p["base"] else None)
+            Pair(
+                p["request"],
+                p["order"],
+                Sample(**p["candidate"]),
+                Sample(**p["base"]) if p["base"] else None,
+            )
             for p in data["pairs"]
         )
         fields_["errors"] = tuple(data.get("errors", ()))
@@ -243,8 +285,12 @@ def end_to_end_split(series: PairSeries) -> Decomposition | None:
         medians[m.key] = (percentile(b, 50), percentile(c, 50))
     try:
         return decompose(
-            medians["ttft_ms"][0], medians["ms_per_token"][0], medians["output_tokens"][0],
-            medians["ttft_ms"][1], medians["ms_per_token"][1], medians["output_tokens"][1],
+            medians["ttft_ms"][0],
+            medians["ms_per_token"][0],
+            medians["output_tokens"][0],
+            medians["ttft_ms"][1],
+            medians["ms_per_token"][1],
+            medians["output_tokens"][1],
         )
     except ValueError:
         return None

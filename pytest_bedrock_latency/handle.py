@@ -7,13 +7,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from urllib3.exceptions import HTTPError as TransportError  # raised while a stream is read, e.g. a read timeout
+from urllib3.exceptions import (
+    HTTPError as TransportError,  # raised while a stream is read, e.g. a read timeout
+)
 
 from .errors import FATAL_CODES, BedrockCallError, CallFailures
 from .instrument import Instrumentation, error_details
 from .measurement import CallRecord, Generation
 
 Prompt = str | Sequence[Mapping[str, Any]]
+
 
 class ModelHandle:
     """A Bedrock model as a test sees it: every call returns a measured :class:`Generation`.
@@ -92,7 +95,9 @@ class ModelHandle:
         params.update(request_fields)
         return self.replay("ConverseStream" if stream else "Converse", params)
 
-    def invoke(self, body: Mapping[str, Any] | str | bytes, *, stream: bool = True, **request_fields: Any) -> Generation:
+    def invoke(
+        self, body: Mapping[str, Any] | str | bytes, *, stream: bool = True, **request_fields: Any
+    ) -> Generation:
         """Send a native InvokeModel body (InvokeModelWithResponseStream when ``stream``).
 
         Text and token counts are parsed per model family (Anthropic, Nova, Titan, Llama,
@@ -168,7 +173,11 @@ class ModelHandle:
 def _messages(prompt: Prompt) -> list[Any]:
     if isinstance(prompt, str):
         return [{"role": "user", "content": [{"text": prompt}]}]
-    messages = list(prompt) if isinstance(prompt, Iterable) and not isinstance(prompt, (bytes, bytearray)) else []
+    messages = (
+        list(prompt)
+        if isinstance(prompt, Iterable) and not isinstance(prompt, (bytes, bytearray))
+        else []
+    )
     if not messages or not all(isinstance(m, Mapping) and "role" in m for m in messages):
         raise TypeError(
             "prompt must be a string (one user turn) or a Converse messages list such as "

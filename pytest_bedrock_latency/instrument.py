@@ -62,7 +62,11 @@ def error_details(error: BaseException) -> tuple[str, str, int | None]:
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         retries = error.response.get("ResponseMetadata", {}).get("RetryAttempts")
-        return str(details.get("Code", type(error).__name__)), str(details.get("Message", error)), retries
+        return (
+            str(details.get("Code", type(error).__name__)),
+            str(details.get("Message", error)),
+            retries,
+        )
     return type(error).__name__, str(error), None
 
 
@@ -95,7 +99,8 @@ class Instrumentation:
                 return
             self._original = BaseClient.__dict__["_make_api_call"]
             self._wrapper = self._make_wrapper(self._original)
-            setattr(BaseClient, "_make_api_call", self._wrapper)
+            # setattr: the stubs do not declare the private method we patch.
+            setattr(BaseClient, "_make_api_call", self._wrapper)  # noqa: B010
             self._active = True
 
     def uninstall(self) -> None:
@@ -112,7 +117,7 @@ class Instrumentation:
                 return
             self._active = False
             if BaseClient.__dict__.get("_make_api_call") is self._wrapper:
-                setattr(BaseClient, "_make_api_call", self._original)
+                setattr(BaseClient, "_make_api_call", self._original)  # noqa: B010
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -136,7 +141,9 @@ class Instrumentation:
 
     # -- the patch -----------------------------------------------------------------------
     def _make_wrapper(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def _make_api_call(client: BaseClient, operation_name: str, api_params: Mapping[str, Any]) -> Any:
+        def _make_api_call(
+            client: BaseClient, operation_name: str, api_params: Mapping[str, Any]
+        ) -> Any:
             __tracebackhide__ = True  # pytest: keep our frames out of the application's tracebacks
             if (
                 not self._active
@@ -231,7 +238,7 @@ class TimedEventStream(_EventStreamBase):
         record = self._bl_record
         try:
             for event in self._bl_inner:
-                try:
+                try:  # noqa: SIM105 - a plain try is cheaper per event than contextlib.suppress
                     record.stream_event(event)
                 except Exception:  # never let a parsing surprise break the application
                     pass

@@ -51,7 +51,9 @@ class LatencyBounds:
         for name in ("max_ms_per_token", "max_ttft_ms", "max_total_ms"):
             _positive_number(self, where, name)
         if not _is_number(self.percentile) or not 0 < self.percentile <= 100:
-            raise MarkerError(f"{where}: percentile must be a number in (0, 100], got {self.percentile!r}")
+            raise MarkerError(
+                f"{where}: percentile must be a number in (0, 100], got {self.percentile!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,11 @@ class LengthBounds:
         _require_bound(self, where, names)
         for name in names:
             _positive_number(self, where, name, integer=True)
-        if self.min_tokens is not None and self.max_tokens is not None and self.min_tokens > self.max_tokens:
+        if (
+            self.min_tokens is not None
+            and self.max_tokens is not None
+            and self.min_tokens > self.max_tokens
+        ):
             raise MarkerError(
                 f"{where}: min_tokens ({self.min_tokens}) is greater than max_tokens ({self.max_tokens}); "
                 "no answer could pass"
@@ -110,9 +116,13 @@ class RegressionGate:
         if self.budget is not None:
             _positive_number(self, where, "budget", integer=True)
             if self.budget < 5:
-                raise MarkerError(f"{where}: budget must be at least 5 pairs (the first look), got {self.budget}")
+                raise MarkerError(
+                    f"{where}: budget must be at least 5 pairs (the first look), got {self.budget}"
+                )
         if self.policy is not None and self.policy not in POLICIES:
-            raise MarkerError(f"{where}: policy must be one of {', '.join(map(repr, POLICIES))}, got {self.policy!r}")
+            raise MarkerError(
+                f"{where}: policy must be one of {', '.join(map(repr, POLICIES))}, got {self.policy!r}"
+            )
 
 
 MARKERS: tuple[type[LatencyBounds] | type[LengthBounds] | type[RegressionGate], ...] = (
@@ -160,7 +170,7 @@ def parse_markers(test_id: str, marks: Iterable[MarkLike]) -> TestBounds:
 
 
 def _build(test_id: str, mark: MarkLike) -> Any:
-    cls = next(c for c in MARKERS if c.MARKER == mark.name)
+    cls = next(c for c in MARKERS if mark.name == c.MARKER)
     where = f"{test_id}: @pytest.mark.{mark.name}"
     allowed = [f.name for f in fields(cls)]
     if mark.args:
@@ -170,7 +180,9 @@ def _build(test_id: str, mark: MarkLike) -> Any:
         )
     unknown = sorted(set(mark.kwargs) - set(allowed))
     if unknown:
-        raise MarkerError(f"{where}: unknown argument {unknown[0]!r} (allowed: {', '.join(allowed)})")
+        raise MarkerError(
+            f"{where}: unknown argument {unknown[0]!r} (allowed: {', '.join(allowed)})"
+        )
     instance = cls(**mark.kwargs)
     instance.validate(where)
     return instance

@@ -81,7 +81,9 @@ def display_model(model_id: str) -> str:
 def failure_text(code: str, model_id: str, operation: str, attempts: int, message: str) -> str:
     """One line for a failed Bedrock call: Bedrock's error, the model and the attempts."""
     tries = f", {attempts} attempts" if attempts > 1 else ""
-    return f"{code} from Bedrock for model {display_model(model_id)} ({operation}{tries}): {message}"
+    return (
+        f"{code} from Bedrock for model {display_model(model_id)} ({operation}{tries}): {message}"
+    )
 
 
 def ms_per_token(total_ms: float, ttft_ms: float | None, output_tokens: int | None) -> float | None:
@@ -91,7 +93,9 @@ def ms_per_token(total_ms: float, ttft_ms: float | None, output_tokens: int | No
     return (total_ms - ttft_ms) / (output_tokens - 1)
 
 
-def tokens_per_second(total_ms: float, ttft_ms: float | None, output_tokens: int | None) -> float | None:
+def tokens_per_second(
+    total_ms: float, ttft_ms: float | None, output_tokens: int | None
+) -> float | None:
     """Output tokens per second after the first token, as AWS's Bedrock docs define OTPS."""
     if ttft_ms is None or not output_tokens or total_ms <= ttft_ms:
         return None
@@ -184,7 +188,9 @@ class _Answer:
             self._anthropic(payload, kind)
         elif "outputText" in payload:  # Titan Text stream chunk
             self.text_parts.append(str(payload.get("outputText") or ""))
-            self.input_tokens = _int_or_none(payload.get("inputTextTokenCount")) or self.input_tokens
+            self.input_tokens = (
+                _int_or_none(payload.get("inputTextTokenCount")) or self.input_tokens
+            )
             count = _int_or_none(payload.get("totalOutputTextTokenCount"))
             self.output_tokens = count if count is not None else self.output_tokens
             self.stop_reason = payload.get("completionReason") or self.stop_reason
@@ -208,7 +214,9 @@ class _Answer:
             for choice in payload.get("choices") or []:
                 message = choice.get("message") or choice.get("delta") or {}
                 self.text_parts.append(str(message.get("content") or ""))
-                self.stop_reason = choice.get("stop_reason") or choice.get("finish_reason") or self.stop_reason
+                self.stop_reason = (
+                    choice.get("stop_reason") or choice.get("finish_reason") or self.stop_reason
+                )
             usage = payload.get("usage") or {}
             self.input_tokens = _int_or_none(usage.get("prompt_tokens")) or self.input_tokens
             self.output_tokens = _int_or_none(usage.get("completion_tokens")) or self.output_tokens
@@ -333,8 +341,12 @@ class CallRecord:
                 counts = (self._answer.input_tokens, self._answer.output_tokens)
                 self._answer.native_payload(payload, streaming=False)
                 # The headers are Bedrock's own usage; the body only fills gaps.
-                self._answer.input_tokens = counts[0] if counts[0] is not None else self._answer.input_tokens
-                self._answer.output_tokens = counts[1] if counts[1] is not None else self._answer.output_tokens
+                self._answer.input_tokens = (
+                    counts[0] if counts[0] is not None else self._answer.input_tokens
+                )
+                self._answer.output_tokens = (
+                    counts[1] if counts[1] is not None else self._answer.output_tokens
+                )
 
     def stream_event(self, event: Mapping[str, Any]) -> None:
         """One event of a ConverseStream or InvokeModelWithResponseStream, as the app pulls it."""
@@ -344,7 +356,9 @@ class CallRecord:
                 content = self._answer.converse_event(event)
             else:
                 payload = _json_object((event.get("chunk") or {}).get("bytes", b""))
-                content = payload is not None and self._answer.native_payload(payload, streaming=True)
+                content = payload is not None and self._answer.native_payload(
+                    payload, streaming=True
+                )
             if self.state == "abandoned":  # a second loop over the stream resumes it
                 self.state = "running"
             if content and self.first_content_at is None:
@@ -372,7 +386,13 @@ class CallRecord:
     # -- results -------------------------------------------------------------------------
     def failure_line(self) -> str:
         """Bedrock's error for this call with the model id, as a report shows it."""
-        return failure_text(str(self.error_code), self.model_id, self.operation, self.attempts, str(self.error_message))
+        return failure_text(
+            str(self.error_code),
+            self.model_id,
+            self.operation,
+            self.attempts,
+            str(self.error_message),
+        )
 
     @property
     def complete(self) -> bool:

@@ -67,7 +67,9 @@ def _figure_class() -> Any:
         from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401  (the canvas savefig uses)
         from matplotlib.figure import Figure
     except ImportError:
-        raise PlotUnavailable(f"bedrock: --bedrock-plot needs matplotlib, which is not installed: {INSTALL_HINT}") from None
+        raise PlotUnavailable(
+            f"bedrock: --bedrock-plot needs matplotlib, which is not installed: {INSTALL_HINT}"
+        ) from None
     return Figure
 
 
@@ -97,7 +99,9 @@ def plot_gates(results: Sequence[TestResult], directory: Path) -> list[Path]:
     return paths
 
 
-def _values(gate: RegressionResult, key: str) -> tuple[list[float], list[float], list[tuple[float, float]]]:
+def _values(
+    gate: RegressionResult, key: str
+) -> tuple[list[float], list[float], list[tuple[float, float]]]:
     candidate: list[float] = []
     base: list[float] = []
     pairs: list[tuple[float, float]] = []
@@ -133,7 +137,9 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return q1, median, q3
 
 
-def _panel(axes: Axes, panel: Panel, gate: RegressionResult, verdict: MetricVerdict | None, base_label: str) -> None:
+def _panel(
+    axes: Axes, panel: Panel, gate: RegressionResult, verdict: MetricVerdict | None, base_label: str
+) -> None:
     base, candidate, pairs = _values(gate, panel.key)
     pooled = base + candidate
     text, failed = _verdict_text(verdict)
@@ -143,7 +149,15 @@ def _panel(axes: Axes, panel: Panel, gate: RegressionResult, verdict: MetricVerd
     axes.set_xlim(-0.6, 1.6)
     if not pooled:
         axes.set_xticks([0, 1], [base_label, "candidate"])
-        axes.text(0.5, 0.5, "no values", transform=axes.transAxes, ha="center", va="center", color="#777777")
+        axes.text(
+            0.5,
+            0.5,
+            "no values",
+            transform=axes.transAxes,
+            ha="center",
+            va="center",
+            color="#777777",
+        )
         return
     # A slow outlier (3x) would squash the boxes: keep the scale on the bulk, count the rest.
     q1, _, q3 = _quartiles(pooled)
@@ -152,10 +166,14 @@ def _panel(axes: Axes, panel: Panel, gate: RegressionResult, verdict: MetricVerd
     clipped = max(pooled) > top
     jitter = random.Random(panel.key)
     for b, c in pairs:
-        axes.plot([0, 1], [min(b, top), min(c, top)], color="#999999", alpha=0.3, linewidth=0.8, zorder=1)
+        axes.plot(
+            [0, 1], [min(b, top), min(c, top)], color="#999999", alpha=0.3, linewidth=0.8, zorder=1
+        )
     labels = []
-    for position, values, colour, name in ((0, base, BASE_COLOUR, base_label), (1, candidate, CANDIDATE_COLOUR,
-                                                                                "candidate")):
+    for position, values, colour, name in (
+        (0, base, BASE_COLOUR, base_label),
+        (1, candidate, CANDIDATE_COLOUR, "candidate"),
+    ):
         if not values:
             labels.append(f"{name}\n(none)")
             continue
@@ -164,13 +182,34 @@ def _panel(axes: Axes, panel: Panel, gate: RegressionResult, verdict: MetricVerd
         xs = [position + jitter.uniform(-0.07, 0.07) for _ in inside]
         axes.scatter(xs, inside, s=16, color=colour, alpha=0.85, zorder=3, edgecolors="none")
         if above:
-            axes.scatter([position] * len(above), [top] * len(above), marker="^", s=40, color=colour, zorder=3)
-            axes.annotate(f"{len(above)} above (max {max(above):.3g})", (position, top), textcoords="offset points",
-                          xytext=(0, 6), ha="center", fontsize=8, color=colour)
-        axes.boxplot([values], positions=[position], widths=0.35, showfliers=False, zorder=2,
-                     medianprops={"color": colour, "linewidth": 2},
-                     boxprops={"color": "#555555"}, whiskerprops={"color": "#555555"},
-                     capprops={"color": "#555555"})
+            axes.scatter(
+                [position] * len(above),
+                [top] * len(above),
+                marker="^",
+                s=40,
+                color=colour,
+                zorder=3,
+            )
+            axes.annotate(
+                f"{len(above)} above (max {max(above):.3g})",
+                (position, top),
+                textcoords="offset points",
+                xytext=(0, 6),
+                ha="center",
+                fontsize=8,
+                color=colour,
+            )
+        axes.boxplot(
+            [values],
+            positions=[position],
+            widths=0.35,
+            showfliers=False,
+            zorder=2,
+            medianprops={"color": colour, "linewidth": 2},
+            boxprops={"color": "#555555"},
+            whiskerprops={"color": "#555555"},
+            capprops={"color": "#555555"},
+        )
         labels.append(f"{name}\np50 {statistics.median(values):.3g}")
     axes.set_xticks([0, 1], labels)
     if clipped:
@@ -187,20 +226,22 @@ def draw_gate(result: TestResult, path: Path, *, figure_class: Any = None) -> Pa
     axes_row = figure.subplots(1, len(PANELS))
     by_key = {m.key: m for m in gate.metrics}
     base_label = "base (stored)" if gate.stored else "base"
-    for axes, panel in zip(axes_row, PANELS):
+    for axes, panel in zip(axes_row, PANELS, strict=False):
         _panel(axes, panel, gate, by_key.get(panel.key), base_label)
     verdict = "FAIL" if gate.failed else ("pass (marginal)" if gate.marginal else "pass")
     extra = f", {gate.dropped_pairs} dropped" if gate.dropped_pairs else ""
     figure.suptitle(
         f"{result.nodeid}\nbedrock_regression {verdict}: candidate {display_model(gate.candidate)} "
         f"vs base {display_model(gate.base)} ({len(gate.pairs)} pairs{extra}, base from {gate.base_source})",
-        fontsize=11, color=FAIL_COLOUR if gate.failed else "black",
+        fontsize=11,
+        color=FAIL_COLOUR if gate.failed else "black",
     )
-    figure.supxlabel("each dot is one answer; a grey line joins the two halves of a back-to-back pair; "
-                     "titles: candidate/base ratio [95% interval] against the allowed ratio",
-                     fontsize=8, color="#555555")
+    figure.supxlabel(
+        "each dot is one answer; a grey line joins the two halves of a back-to-back pair; "
+        "titles: candidate/base ratio [95% interval] against the allowed ratio",
+        fontsize=8,
+        color="#555555",
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     return path
-
-

@@ -69,7 +69,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # -- collection ---------------------------------------------------------------------------
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _session(config).validate(items, deselect=lambda chosen: config.hook.pytest_deselected(items=chosen)):
+    if _session(config).validate(
+        items, deselect=lambda chosen: config.hook.pytest_deselected(items=chosen)
+    ):
         _register_test_hooks(config)
 
 
@@ -97,7 +99,9 @@ class MeasuredTestHooks:
         return result
 
     @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    def pytest_runtest_makereport(
+        self, item: pytest.Item
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         self.bedrock.payload(item, report)
         return report
@@ -121,11 +125,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     # The outermost wrapper: the files are written, and the series handed to
     # pytest-benchmark, before pytest-benchmark's own wrapper saves.
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-    session.config.stash[MESSAGES_KEY] = _session(session.config).finish(session.config, interrupted=interrupted)
+    session.config.stash[MESSAGES_KEY] = _session(session.config).finish(
+        session.config, interrupted=interrupted
+    )
     return (yield)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
     bedrock = _session(config)
     lines = bedrock.report().terminal_lines(config.get_verbosity()) if bedrock.results else []
     if lines:

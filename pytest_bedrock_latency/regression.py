@@ -16,8 +16,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .baseline_store import StoredRequest, StoredSample, request_key
-from .gate import METRICS, MetricVerdict, Pair, PairSeries, RegressionResult, Sample, end_to_end_split
 from .errors import BedrockCallError
+from .gate import (
+    METRICS,
+    MetricVerdict,
+    Pair,
+    PairSeries,
+    RegressionResult,
+    Sample,
+    end_to_end_split,
+)
 from .markers import RegressionGate
 from .measurement import CallRecord, Generation
 from .stats import Decision, SequentialRule
@@ -74,13 +82,24 @@ def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Req
 
 def _sample(generation: Generation) -> Sample:
     return Sample(
-        generation.output_tokens, generation.ms_per_token, generation.ttft_ms, generation.total_ms,
-        generation.stop_reason, generation.started_at,
+        generation.output_tokens,
+        generation.ms_per_token,
+        generation.ttft_ms,
+        generation.total_ms,
+        generation.stop_reason,
+        generation.started_at,
     )
 
 
 def _stored_sample(stored: StoredSample) -> Sample:
-    return Sample(stored.output_tokens, stored.ms_per_token, stored.ttft_ms, None, stored.stop_reason, stored.recorded_at)
+    return Sample(
+        stored.output_tokens,
+        stored.ms_per_token,
+        stored.ttft_ms,
+        None,
+        stored.stop_reason,
+        stored.recorded_at,
+    )
 
 
 Progress = Callable[[int, int], None]
@@ -123,7 +142,8 @@ class GateRun:
         self.progress = progress
         self.rng = rng or random.Random()
         self.rules = {
-            m.key: SequentialRule(tolerance=float(getattr(gate, m.argument)), budget=budget) for m in METRICS
+            m.key: SequentialRule(tolerance=float(getattr(gate, m.argument)), budget=budget)
+            for m in METRICS
         }
         self.generations: list[Generation] = []  # every gate call, warm-up included (spend)
         self._lock = threading.Lock()
@@ -140,15 +160,23 @@ class GateRun:
         order = "candidate-first" if candidate_first else "base-first"
         if self.base is None:
             stored = self.stored[request.key].samples
-            return Pair(request.key, "stored", _sample(self._call(self.candidate, request)),
-                        _stored_sample(stored[index % len(stored)]))
-        first, second = (self.candidate, self.base) if candidate_first else (self.base, self.candidate)
+            return Pair(
+                request.key,
+                "stored",
+                _sample(self._call(self.candidate, request)),
+                _stored_sample(stored[index % len(stored)]),
+            )
+        first, second = (
+            (self.candidate, self.base) if candidate_first else (self.base, self.candidate)
+        )
         a = self._call(first, request)
         b = self._call(second, request)
         cand, base = (a, b) if candidate_first else (b, a)
         return Pair(request.key, order, _sample(cand), _sample(base))
 
-    def _draw(self, pool: ThreadPoolExecutor, start: int, count: int, requests: Sequence[Request]) -> tuple[list[Pair], list[str], bool]:
+    def _draw(
+        self, pool: ThreadPoolExecutor, start: int, count: int, requests: Sequence[Request]
+    ) -> tuple[list[Pair], list[str], bool]:
         """Draw ``count`` pairs; returns the pairs, the errors of dropped ones, and budget exhaustion."""
         per_pair = 1 if self.base is None else 2
         jobs = []
@@ -178,7 +206,9 @@ class GateRun:
         exhausted = False
         warmup = 0
         schedule = next(iter(self.rules.values())).schedule()
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="bedrock-gate") as pool:
+        with ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix="bedrock-gate"
+        ) as pool:
             if self.base is not None:  # warm-up: connection pool, TLS, a cold replica
                 _, warm_errors, exhausted = self._draw(pool, 0, 1, requests)
                 warmup = 1
@@ -187,7 +217,9 @@ class GateRun:
             for look in schedule:
                 # Top up dropped pairs, but give up when failures outnumber the budget.
                 while not exhausted and len(pairs) < look and len(errors) <= self.budget:
-                    batch, batch_errors, exhausted = self._draw(pool, drawn, look - len(pairs), requests)
+                    batch, batch_errors, exhausted = self._draw(
+                        pool, drawn, look - len(pairs), requests
+                    )
                     drawn += len(batch) + len(batch_errors)
                     errors.extend(batch_errors)
                     for pair in batch:
@@ -226,7 +258,9 @@ class GateRun:
             if decision is not None:
                 decisions[metric.key] = decision
 
-    def _verdicts(self, series: PairSeries, decisions: dict[str, Decision], reason: str) -> tuple[MetricVerdict, ...]:
+    def _verdicts(
+        self, series: PairSeries, decisions: dict[str, Decision], reason: str
+    ) -> tuple[MetricVerdict, ...]:
         out = []
         for metric in METRICS:
             c, b = series.candidate[metric.key], series.base[metric.key]
@@ -235,7 +269,11 @@ class GateRun:
             if decision is None and len(c) >= 2:
                 decision = rule.force(c, b, reason)
             if decision is None:
-                why = "fewer than 2 usable pairs" + (" (needs streamed answers of 2+ tokens)" if metric.key != "output_tokens" else "")
+                why = "fewer than 2 usable pairs" + (
+                    " (needs streamed answers of 2+ tokens)"
+                    if metric.key != "output_tokens"
+                    else ""
+                )
                 out.append(MetricVerdict.undecided(metric, rule, why))
             else:
                 out.append(MetricVerdict.from_decision(metric, decision, b, c))
@@ -243,20 +281,40 @@ class GateRun:
 
 
 def stored_entry(
-    pairs: Sequence[Pair], request: Request, *, base_model_id: str, region: str | None,
-    plugin_version: str, recorded_at: float,
+    pairs: Sequence[Pair],
+    request: Request,
+    *,
+    base_model_id: str,
+    region: str | None,
+    plugin_version: str,
+    recorded_at: float,
 ) -> StoredRequest:
     """The base model's samples of one request, for ``--bedrock-update-baseline``."""
-    performance = request.params.get("performanceConfig", {}) if request.operation.startswith("Converse") else {}
+    performance = (
+        request.params.get("performanceConfig", {})
+        if request.operation.startswith("Converse")
+        else {}
+    )
     latency = performance.get("latency") if isinstance(performance, Mapping) else None
     if latency is None:
         latency = request.params.get("performanceConfigLatency")
     samples = tuple(
-        StoredSample(p.base.ms_per_token, p.base.ttft_ms, p.base.output_tokens, p.base.stop_reason, p.base.started_at)
+        StoredSample(
+            p.base.ms_per_token,
+            p.base.ttft_ms,
+            p.base.output_tokens,
+            p.base.stop_reason,
+            p.base.started_at,
+        )
         for p in pairs
         if p.request == request.key and p.base is not None
     )
     return StoredRequest(
-        model_id=base_model_id, region=region, operation=request.operation, performance_latency=latency,
-        plugin_version=plugin_version, recorded_at=recorded_at, samples=samples,
+        model_id=base_model_id,
+        region=region,
+        operation=request.operation,
+        performance_latency=latency,
+        plugin_version=plugin_version,
+        recorded_at=recorded_at,
+        samples=samples,
     )

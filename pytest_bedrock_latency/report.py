@@ -18,8 +18,8 @@ from tabulate import tabulate
 
 from . import __version__
 from .atomicio import write_text_atomic
-from .measurement import display_model
 from .gate import MetricVerdict
+from .measurement import display_model
 from .results import Spend, TestResult, merge_spend
 from .settings import Settings
 
@@ -65,30 +65,75 @@ class Report:
         rows: list[list[Any]] = []
         for result in measured:
             models = ", ".join(display_model(m) for m in result.models) or "-"
-            rows.append([
-                _short_test(result.nodeid), models, len(result.calls),
-                _num(result.figure("ttft_ms", 50)), _num(result.figure("ms_per_token", 50)),
-                _num(result.figure("ms_per_token", 90)), _num(result.figure("output_tokens", 50), 0),
-                _num(result.figure("output_tokens", 100), 0), result.verdict,
-            ])
+            rows.append(
+                [
+                    _short_test(result.nodeid),
+                    models,
+                    len(result.calls),
+                    _num(result.figure("ttft_ms", 50)),
+                    _num(result.figure("ms_per_token", 50)),
+                    _num(result.figure("ms_per_token", 90)),
+                    _num(result.figure("output_tokens", 50), 0),
+                    _num(result.figure("output_tokens", 100), 0),
+                    result.verdict,
+                ]
+            )
             if verbosity > 0:
                 for index, g in enumerate(result.calls, 1):
                     retry = f" ({g.attempts} attempts)" if g.attempts > 1 else ""
-                    rows.append([f"└ call {index} {g.operation}{retry}", display_model(g.model_id), "",
-                                 _num(g.ttft_ms), _num(g.ms_per_token), "", g.output_tokens, "", g.stop_reason or ""])
-        headers = ["test", "model", "calls", "TTFT p50", "ms/tok p50", "ms/tok p90", "out tok p50", "out tok max", "verdict"]
-        lines = tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True).splitlines()
+                    rows.append(
+                        [
+                            f"└ call {index} {g.operation}{retry}",
+                            display_model(g.model_id),
+                            "",
+                            _num(g.ttft_ms),
+                            _num(g.ms_per_token),
+                            "",
+                            g.output_tokens,
+                            "",
+                            g.stop_reason or "",
+                        ]
+                    )
+        headers = [
+            "test",
+            "model",
+            "calls",
+            "TTFT p50",
+            "ms/tok p50",
+            "ms/tok p90",
+            "out tok p50",
+            "out tok max",
+            "verdict",
+        ]
+        lines = tabulate(
+            rows, headers=headers, tablefmt="simple", disable_numparse=True
+        ).splitlines()
         gates = [r for r in measured if r.regression is not None]
         if gates:
             lines += ["", "bedrock_regression (candidate / base, p50; ratio [95% interval])"]
-            lines += tabulate(self._gate_rows(gates), headers=self._gate_headers(), tablefmt="simple",
-                              disable_numparse=True).splitlines()
+            lines += tabulate(
+                self._gate_rows(gates),
+                headers=self._gate_headers(),
+                tablefmt="simple",
+                disable_numparse=True,
+            ).splitlines()
         lines += ["", self.spend_line()]
         return lines
 
     @staticmethod
     def _gate_headers() -> list[str]:
-        return ["test", "base", "ms/token", "ratio", "TTFT", "ratio", "out tokens", "ratio", "pairs", "verdict"]
+        return [
+            "test",
+            "base",
+            "ms/token",
+            "ratio",
+            "TTFT",
+            "ratio",
+            "out tokens",
+            "ratio",
+            "pairs",
+            "verdict",
+        ]
 
     @staticmethod
     def _gate_rows(gates: Sequence[TestResult]) -> list[list[Any]]:
@@ -96,12 +141,18 @@ class Report:
         for result in gates:
             gate = result.regression
             assert gate is not None
-            cells: list[Any] = [_short_test(result.nodeid), display_model(gate.base) + (" (stored)" if gate.stored else "")]
+            cells: list[Any] = [
+                _short_test(result.nodeid),
+                display_model(gate.base) + (" (stored)" if gate.stored else ""),
+            ]
             by_key = {m.key: m for m in gate.metrics}
             for key in ("ms_per_token", "ttft_ms", "output_tokens"):
                 m = by_key[key]
                 digits = 0 if key == "output_tokens" else 1
-                cells += [f"{_num(m.candidate_p50, digits)} / {_num(m.base_p50, digits)}", _ratio(m)]
+                cells += [
+                    f"{_num(m.candidate_p50, digits)} / {_num(m.base_p50, digits)}",
+                    _ratio(m),
+                ]
             verdict = "FAIL" if gate.failed else ("pass (marginal)" if gate.marginal else "pass")
             cells += [len(gate.pairs), verdict]
             rows.append(cells)
@@ -124,8 +175,10 @@ class Report:
         import botocore
 
         include_text = self.settings.report_text
-        models = sorted({m for r in self.results for m in r.models}
-                        | {r.regression.base for r in self.results if r.regression})
+        models = sorted(
+            {m for r in self.results for m in r.models}
+            | {r.regression.base for r in self.results if r.regression}
+        )
         return {
             "schema_version": SCHEMA_VERSION,
             "created_at": time.time(),
@@ -147,28 +200,62 @@ class Report:
         }
 
     def write_json(self, path: Path) -> None:
-        write_text_atomic(path, json.dumps(self.document(), indent=2, sort_keys=False, default=str) + "\n")
+        write_text_atomic(
+            path, json.dumps(self.document(), indent=2, sort_keys=False, default=str) + "\n"
+        )
 
     # -- GitHub Actions ----------------------------------------------------------------------
     def github_markdown(self) -> str:
         """A step-summary section: a results table, the gates, and the spend."""
         measured = self.measured
         lines = ["## Bedrock latency", ""]
-        rows = [[f"`{_short_test(r.nodeid)}`", ", ".join(display_model(m) for m in r.models) or "-", len(r.calls),
-                 _num(r.figure("ttft_ms", 50)), _num(r.figure("ms_per_token", 50)),
-                 _num(r.figure("output_tokens", 50), 0), _verdict_icon(r)] for r in measured]
-        lines += tabulate(rows, headers=["test", "model", "calls", "TTFT p50 ms", "ms/token p50", "output tokens p50", "verdict"],
-                          tablefmt="github", disable_numparse=True).splitlines()
+        rows = [
+            [
+                f"`{_short_test(r.nodeid)}`",
+                ", ".join(display_model(m) for m in r.models) or "-",
+                len(r.calls),
+                _num(r.figure("ttft_ms", 50)),
+                _num(r.figure("ms_per_token", 50)),
+                _num(r.figure("output_tokens", 50), 0),
+                _verdict_icon(r),
+            ]
+            for r in measured
+        ]
+        lines += tabulate(
+            rows,
+            headers=[
+                "test",
+                "model",
+                "calls",
+                "TTFT p50 ms",
+                "ms/token p50",
+                "output tokens p50",
+                "verdict",
+            ],
+            tablefmt="github",
+            disable_numparse=True,
+        ).splitlines()
         gates = [r for r in measured if r.regression is not None]
         if gates:
             lines += ["", "### Regression gates (candidate / base, p50; ratio [95% interval])", ""]
-            lines += tabulate(self._gate_rows(gates), headers=self._gate_headers(), tablefmt="github",
-                              disable_numparse=True).splitlines()
+            lines += tabulate(
+                self._gate_rows(gates),
+                headers=self._gate_headers(),
+                tablefmt="github",
+                disable_numparse=True,
+            ).splitlines()
             for r in gates:
                 assert r.regression is not None
                 if r.regression.failed:
-                    lines += ["", f"<details><summary>{_short_test(r.nodeid)}</summary>", "", "```",
-                              *r.regression.lines(), "```", "</details>"]
+                    lines += [
+                        "",
+                        f"<details><summary>{_short_test(r.nodeid)}</summary>",
+                        "",
+                        "```",
+                        *r.regression.lines(),
+                        "```",
+                        "</details>",
+                    ]
         lines += ["", self.spend_line(), ""]
         return "\n".join(lines) + "\n"
 

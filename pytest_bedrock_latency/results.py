@@ -35,7 +35,9 @@ class Spend:
     def of(cls, generations: Iterable[Generation]) -> dict[str, Spend]:
         spend: dict[str, Spend] = {}
         for g in generations:
-            spend[g.model_id] = spend.get(g.model_id, cls()) + cls(1, g.input_tokens or 0, g.output_tokens or 0)
+            spend[g.model_id] = spend.get(g.model_id, cls()) + cls(
+                1, g.input_tokens or 0, g.output_tokens or 0
+            )
         return spend
 
 
@@ -116,6 +118,8 @@ class TestResult:
                 for c in data.get("checks", [])
             ),
             failed_calls=int(data.get("failed_calls", 0)),
-            regression=RegressionResult.from_json(data["regression"]) if data.get("regression") else None,
+            regression=RegressionResult.from_json(data["regression"])
+            if data.get("regression")
+            else None,
             spend={m: Spend(**s) for m, s in data.get("spend", {}).items()},
         )

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from .report import Report
     from .results import TestResult
 
-BEDROCK_FIXTURES = frozenset({"bedrock_model", "bedrock_baseline", "bedrock_runtime", "bedrock_calls"})
+BEDROCK_FIXTURES = frozenset(
+    {"bedrock_model", "bedrock_baseline", "bedrock_runtime", "bedrock_calls"}
+)
 BOUNDS_KEY = pytest.StashKey[TestBounds]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
 PROGRESS_AFTER_S = 5.0  # a gate that takes longer than this shows its progress without -v
@@ -102,7 +104,9 @@ class TestRun:
 
     __test__ = False
 
-    def __init__(self, item: pytest.Item, bounds: TestBounds, on_call: Callable[[int], None]) -> None:
+    def __init__(
+        self, item: pytest.Item, bounds: TestBounds, on_call: Callable[[int], None]
+    ) -> None:
         self.item = item
         self._on_call = on_call
         self.nodeid = report_nodeid(item)
@@ -211,18 +215,30 @@ class BedrockSession:
             if not self._has_credentials():
                 self.environment.set("AWS_ACCESS_KEY_ID", "testing")
                 self.environment.set("AWS_SECRET_ACCESS_KEY", "testing")
-            if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or self.settings.region):
+            if not (
+                os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or self.settings.region
+            ):
                 self.environment.set("AWS_REGION", "us-east-1")
                 self.environment.set("AWS_DEFAULT_REGION", "us-east-1")
         settings = self.settings
         endpoint = self.emulator.url if self.emulator else settings.endpoint_url
-        region = settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        target = Target(region, settings.aws_profile, endpoint, self.emulator is not None, settings.timeout,
-                        pool_size=max(10, 2 * settings.concurrency + 2))
+        region = (
+            settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        )
+        target = Target(
+            region,
+            settings.aws_profile,
+            endpoint,
+            self.emulator is not None,
+            settings.timeout,
+            pool_size=max(10, 2 * settings.concurrency + 2),
+        )
         self.clients = Clients(target)
         self._failures = CallFailures(
             f"The emulator at {endpoint} has no profile for this model: add one to the file given "
-            "with --bedrock-emulator-profiles (a glob or a \"*\" profile covers many)."
+            'with --bedrock-emulator-profiles (a glob or a "*" profile covers many).'
             if self.emulator is not None
             else f"Check credentials, region and model access for {target.describe()}; "
             "or run offline with --bedrock-emulator."
@@ -264,7 +280,9 @@ class BedrockSession:
             return self.emulator
 
     # -- collection ------------------------------------------------------------------------
-    def validate(self, items: list[pytest.Item], deselect: Callable[[list[pytest.Item]], None]) -> bool:
+    def validate(
+        self, items: list[pytest.Item], deselect: Callable[[list[pytest.Item]], None]
+    ) -> bool:
         """Parse every item's markers; all mistakes are reported together, before any test runs.
 
         Returns whether any test uses Bedrock (a marker or a bedrock fixture). An xdist
@@ -387,7 +405,9 @@ class BedrockSession:
                 pytrace=False,
             )
         if bounds.latency is not None:
-            run.checks.extend(check_latency(bounds.latency, generations, self.settings.latency_scale))
+            run.checks.extend(
+                check_latency(bounds.latency, generations, self.settings.latency_scale)
+            )
         if bounds.length is not None:
             run.checks.extend(check_length(bounds.length, generations))
         if self.settings.timeout is not None:
@@ -407,8 +427,10 @@ class BedrockSession:
         if not slow:
             return []
         worst = max(g.total_ms for g in slow)
-        line = (f"bedrock timeout: {len(slow)} call(s) took longer than --bedrock-timeout "
-                f"{self.settings.timeout:g}s (slowest {worst / 1000:.1f}s, model {display_model(slow[0].model_id)})")
+        line = (
+            f"bedrock timeout: {len(slow)} call(s) took longer than --bedrock-timeout "
+            f"{self.settings.timeout:g}s (slowest {worst / 1000:.1f}s, model {display_model(slow[0].model_id)})"
+        )
         return [Check("bedrock_timeout", "total ms max", worst, limit, False, line)]
 
     # -- the regression gate ---------------------------------------------------------------
@@ -447,12 +469,16 @@ class BedrockSession:
         candidate = self._candidate(run)
         if candidate is None:
             models = sorted({r.model_id for r in run.snapshot()}) or ["none"]
-            return [f"bedrock_regression: which model is the candidate? The test called {', '.join(models)}; "
-                    "set --bedrock-model"]
+            return [
+                f"bedrock_regression: which model is the candidate? The test called {', '.join(models)}; "
+                "set --bedrock-model"
+            ]
         requests = distinct_requests(run.snapshot(), candidate)
         if not requests:
-            return [f"bedrock_regression: the test made no completed call to the candidate "
-                    f"{display_model(candidate)}, so there is nothing to compare"]
+            return [
+                f"bedrock_regression: the test made no completed call to the candidate "
+                f"{display_model(candidate)}, so there is nothing to compare"
+            ]
         choice = self.base_for(candidate)
         stored: dict[str, StoredRequest] = {}
         if choice.model_id is None:
@@ -465,10 +491,15 @@ class BedrockSession:
                 else:
                     stored[request.key] = entry
             if missing or self.settings.update_baseline:
-                hint = ("record stored samples with --bedrock-update-baseline and a live base"
-                        if not self.settings.update_baseline else "a live base is needed to record samples")
-                return [f"bedrock_regression: no base model for {display_model(candidate)}: {choice.problem} "
-                        f"({hint})"]
+                hint = (
+                    "record stored samples with --bedrock-update-baseline and a live base"
+                    if not self.settings.update_baseline
+                    else "a live base is needed to record samples"
+                )
+                return [
+                    f"bedrock_regression: no base model for {display_model(candidate)}: {choice.problem} "
+                    f"({hint})"
+                ]
         elif self.store is not None and not self.settings.update_baseline:
             # A live base is preferred; the stored entry is still in use all the same.
             run.baseline_keys_used.update(request.key for request in requests)
@@ -493,9 +524,14 @@ class BedrockSession:
         run.regression = result
         if self.settings.update_baseline and choice.model_id:
             for request in requests:
-                entry = stored_entry(result.pairs, request, base_model_id=base_id,
-                                     region=self.clients.target.region if self.clients else None,
-                                     plugin_version=__version__, recorded_at=time.time())
+                entry = stored_entry(
+                    result.pairs,
+                    request,
+                    base_model_id=base_id,
+                    region=self.clients.target.region if self.clients else None,
+                    plugin_version=__version__,
+                    recorded_at=time.time(),
+                )
                 if entry.samples:
                     run.staged[request.key] = entry
         for warning in result.warnings():
@@ -511,7 +547,9 @@ class BedrockSession:
 
         def show(drawn: int, budget: int) -> None:
             if self.verbosity >= 1 or time.monotonic() - started > PROGRESS_AFTER_S:
-                writer.line(f"\n  bedrock_regression {item.nodeid}: {drawn}/{budget} pairs drawn", cyan=True)
+                writer.line(
+                    f"\n  bedrock_regression {item.nodeid}: {drawn}/{budget} pairs drawn", cyan=True
+                )
 
         return show
 
@@ -559,7 +597,9 @@ class BedrockSession:
             return [str(error)]
         if not written:
             return []
-        return [f"bedrock: {len(written)} plot{'' if len(written) == 1 else 's'} written to {directory}"]
+        return [
+            f"bedrock: {len(written)} plot{'' if len(written) == 1 else 's'} written to {directory}"
+        ]
 
     def report(self) -> Report:
         from .report import Report

@@ -69,7 +69,9 @@ def _positive_float(raw: str) -> float:
 def _budget(raw: str) -> int:
     value = _positive_int(raw)
     if value < 5:
-        raise ValueError(f"must be at least 5 pairs (the first look of the sequential rule), got {value}")
+        raise ValueError(
+            f"must be at least 5 pairs (the first look of the sequential rule), got {value}"
+        )
     return value
 
 
@@ -116,26 +118,119 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("model", "the candidate: a model id, inference profile, custom-model or provisioned-throughput ARN", env="BEDROCK_MODEL_ID", metavar="MODEL_ID"),
-    Option("baseline", "the base model to compare the candidate against", env="BEDROCK_BASELINE_MODEL_ID", metavar="MODEL_ID"),
+    Option(
+        "model",
+        "the candidate: a model id, inference profile, custom-model or provisioned-throughput ARN",
+        env="BEDROCK_MODEL_ID",
+        metavar="MODEL_ID",
+    ),
+    Option(
+        "baseline",
+        "the base model to compare the candidate against",
+        env="BEDROCK_BASELINE_MODEL_ID",
+        metavar="MODEL_ID",
+    ),
     Option("region", "AWS region of Bedrock", env="AWS_REGION", metavar="REGION"),
     Option("aws_profile", "AWS named profile for credentials", env="AWS_PROFILE", metavar="NAME"),
-    Option("endpoint_url", "Bedrock Runtime endpoint URL", env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME", metavar="URL"),
-    Option("emulator", "start the embedded Bedrock emulator and send all Bedrock traffic of the process to it", parse=_bool, default=False, flag_only=True),
-    Option("emulator_profiles", "the emulator's TOML model profiles (ini: relative to the ini file)", is_path=True, metavar="FILE"),
-    Option("max_tokens", "default maxTokens for calls through the model handle", parse=_positive_int, metavar="N"),
+    Option(
+        "endpoint_url",
+        "Bedrock Runtime endpoint URL",
+        env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+        metavar="URL",
+    ),
+    Option(
+        "emulator",
+        "start the embedded Bedrock emulator and send all Bedrock traffic of the process to it",
+        parse=_bool,
+        default=False,
+        flag_only=True,
+    ),
+    Option(
+        "emulator_profiles",
+        "the emulator's TOML model profiles (ini: relative to the ini file)",
+        is_path=True,
+        metavar="FILE",
+    ),
+    Option(
+        "max_tokens",
+        "default maxTokens for calls through the model handle",
+        parse=_positive_int,
+        metavar="N",
+    ),
     Option("report", "write the JSON report to this path", is_path=True, metavar="PATH"),
-    Option("report_text", "include prompts and answers in the JSON report", parse=_bool, default=False, flag_only=True),
-    Option("latency_scale", "multiply every latency bound by this factor (slower regions, shared runners)", parse=_positive_float, default=1.0, metavar="FACTOR"),
-    Option("regression_budget", "most pairs a bedrock_regression gate may draw per request", parse=_budget, default=40, metavar="PAIRS"),
-    Option("regression_policy", "strict: a marginal verdict stands; lenient: a marginal fail passes with a warning", parse=_policy, default="strict", metavar="strict|lenient"),
-    Option("concurrency", "pairs in flight at once in a regression gate", parse=_positive_int, default=4, metavar="N"),
-    Option("update_baseline", "record the base model's samples into the baseline file", parse=_bool, default=False, flag_only=True),
-    Option("baseline_file", "stored baselines (default: .bedrock-baseline.json next to the ini file)", is_path=True, metavar="PATH"),
-    Option("max_calls", "cap on Bedrock invocations of the whole session", parse=_positive_int, metavar="N"),
-    Option("timeout", "fail a Bedrock call that takes longer than this", parse=_positive_float, metavar="SECONDS"),
-    Option("require", "fail Bedrock tests instead of skipping them when Bedrock is not configured", parse=_bool, default=False, flag_only=True),
-    Option("plot", "draw candidate-versus-base distributions of each gated test into this directory", is_path=True, metavar="DIR"),
+    Option(
+        "report_text",
+        "include prompts and answers in the JSON report",
+        parse=_bool,
+        default=False,
+        flag_only=True,
+    ),
+    Option(
+        "latency_scale",
+        "multiply every latency bound by this factor (slower regions, shared runners)",
+        parse=_positive_float,
+        default=1.0,
+        metavar="FACTOR",
+    ),
+    Option(
+        "regression_budget",
+        "most pairs a bedrock_regression gate may draw per request",
+        parse=_budget,
+        default=40,
+        metavar="PAIRS",
+    ),
+    Option(
+        "regression_policy",
+        "strict: a marginal verdict stands; lenient: a marginal fail passes with a warning",
+        parse=_policy,
+        default="strict",
+        metavar="strict|lenient",
+    ),
+    Option(
+        "concurrency",
+        "pairs in flight at once in a regression gate",
+        parse=_positive_int,
+        default=4,
+        metavar="N",
+    ),
+    Option(
+        "update_baseline",
+        "record the base model's samples into the baseline file",
+        parse=_bool,
+        default=False,
+        flag_only=True,
+    ),
+    Option(
+        "baseline_file",
+        "stored baselines (default: .bedrock-baseline.json next to the ini file)",
+        is_path=True,
+        metavar="PATH",
+    ),
+    Option(
+        "max_calls",
+        "cap on Bedrock invocations of the whole session",
+        parse=_positive_int,
+        metavar="N",
+    ),
+    Option(
+        "timeout",
+        "fail a Bedrock call that takes longer than this",
+        parse=_positive_float,
+        metavar="SECONDS",
+    ),
+    Option(
+        "require",
+        "fail Bedrock tests instead of skipping them when Bedrock is not configured",
+        parse=_bool,
+        default=False,
+        flag_only=True,
+    ),
+    Option(
+        "plot",
+        "draw candidate-versus-base distributions of each gated test into this directory",
+        is_path=True,
+        metavar="DIR",
+    ),
 )
 
 
@@ -172,9 +267,13 @@ def add_options(parser: OptionParser) -> None:
         source = f" [env {option.env}]" if option.env else ""
         help_text = f"{option.help}{source} (ini: {option.ini})"
         if option.flag_only:
-            group.addoption(option.flag, action="store_true", default=None, dest=option.dest, help=help_text)
+            group.addoption(
+                option.flag, action="store_true", default=None, dest=option.dest, help=help_text
+            )
         else:
-            group.addoption(option.flag, default=None, dest=option.dest, metavar=option.metavar, help=help_text)
+            group.addoption(
+                option.flag, default=None, dest=option.dest, metavar=option.metavar, help=help_text
+            )
         parser.addini(option.ini, help=option.help, default="")
 
 

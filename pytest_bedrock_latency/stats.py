@@ -36,8 +36,8 @@ __all__ = [
     "SequentialRule",
     "Verdict",
     "decompose",
-    "pairs_needed",
     "paired_log_ratio_interval",
+    "pairs_needed",
     "percentile",
     "t_quantile",
     "trimmed_mean",
@@ -355,7 +355,7 @@ def _log_interval(
             "and so the interval, cannot be estimated from one pair"
         )
     logs_c, logs_b = _positive_logs(candidate, "candidate"), _positive_logs(base, "base")
-    d = [c - b for c, b in zip(logs_c, logs_b)]
+    d = [c - b for c, b in zip(logs_c, logs_b, strict=False)]
     s = _trimmed_summary(d, trim)
     if s.h < 2:
         raise ValueError(f"{n} pairs leave {s.h} after trimming {trim:.0%} from each end; need 2")
@@ -535,7 +535,7 @@ class SequentialRule:
             )
         if any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in self.looks):
             raise ValueError(f"looks must be positive integers, got {self.looks!r}")
-        if any(b <= a for a, b in zip(self.looks, self.looks[1:])):
+        if any(b <= a for a, b in zip(self.looks, self.looks[1:], strict=False)):
             raise ValueError(f"looks must be strictly increasing, got {self.looks!r}")
         if (
             isinstance(self.min_fail_pairs, bool)
@@ -559,7 +559,7 @@ class SequentialRule:
 
         E.g. budget 40 -> (5, 10, 20, 40); 30 -> (5, 10, 20, 30); 8 -> (5, 8).
         """
-        return tuple(x for x in self.looks if x < self.budget) + (self.budget,)
+        return (*tuple(x for x in self.looks if x < self.budget), self.budget)
 
     def next_look(self, n: int) -> int | None:
         """The first look strictly after ``n`` pairs, or ``None`` once ``n >= budget``."""
@@ -728,7 +728,12 @@ def decompose(
         ValueError: a negative or non-finite input, or a base E2E of zero.
     """
     args = (
-        base_ttft_ms, base_ms_per_token, base_tokens, cand_ttft_ms, cand_ms_per_token, cand_tokens
+        base_ttft_ms,
+        base_ms_per_token,
+        base_tokens,
+        cand_ttft_ms,
+        cand_ms_per_token,
+        cand_tokens,
     )
     if not all(math.isfinite(x) and x >= 0.0 for x in args):
         raise ValueError(f"decompose: inputs must be finite and >= 0, got {args!r}")

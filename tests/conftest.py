@@ -7,6 +7,7 @@ the machine the suite runs on (so the results do not depend on a developer's ~/.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import pkgutil
@@ -63,12 +64,13 @@ def _preload() -> None:
 
     for module in pkgutil.walk_packages(pytest_bedrock_latency.__path__, "pytest_bedrock_latency."):
         if not module.name.endswith("__main__"):
-            try:
+            # An optional extra (e.g. matplotlib) may not be installed.
+            with contextlib.suppress(ImportError):
                 importlib.import_module(module.name)
-            except ImportError:  # an optional extra (e.g. matplotlib) that is not installed
-                pass
 
-    session = boto3.Session(aws_access_key_id="preload", aws_secret_access_key="preload", region_name="us-east-1")
+    session = boto3.Session(
+        aws_access_key_id="preload", aws_secret_access_key="preload", region_name="us-east-1"
+    )
     for service in ("bedrock-runtime", "bedrock"):  # no request is sent
         session.client(service, endpoint_url="http://127.0.0.1:9")  # type: ignore[call-overload]
     session.get_available_regions("bedrock-runtime")
@@ -78,17 +80,31 @@ _preload()
 
 #: Every variable that could point boto3 or the plugin somewhere on the host.
 _AWS_VARIABLES = (
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION",
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL_BEDROCK",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-    "BEDROCK_MODEL_ID", "BEDROCK_BASELINE_MODEL_ID", "GITHUB_STEP_SUMMARY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+    "AWS_ENDPOINT_URL_BEDROCK",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "BEDROCK_MODEL_ID",
+    "BEDROCK_BASELINE_MODEL_ID",
+    "GITHUB_STEP_SUMMARY",
 )
 
 
 @pytest.fixture
-def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def clean_aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     """No AWS credentials, region, profile or endpoint from the host; no instance metadata."""
     for name in _AWS_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -96,7 +112,7 @@ def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("AWS_CONFIG_FILE", str(missing / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    yield
+    return
 
 
 class BedrockPytester:

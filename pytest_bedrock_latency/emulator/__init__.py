@@ -10,4 +10,4 @@ from __future__ import annotations
 from .profiles import Profile, ProfileError, ProfileSet, load_profiles
 from .server import Emulator, RequestRecord
 
-__all__ = ["Emulator", "RequestRecord", "ProfileError", "load_profiles", "ProfileSet", "Profile"]
+__all__ = ["Emulator", "Profile", "ProfileError", "ProfileSet", "RequestRecord", "load_profiles"]

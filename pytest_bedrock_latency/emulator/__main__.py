@@ -18,13 +18,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bedrock-emulator",
         description="Local, wire-compatible Amazon Bedrock Runtime emulator (plus moto's "
-                    "bedrock control plane on the same port).",
+        "bedrock control plane on the same port).",
     )
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to bind (default 127.0.0.1; use another only on purpose)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default 127.0.0.1; use another only on purpose)",
+    )
     parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
-    parser.add_argument("--profiles", metavar="FILE", default=None,
-                        help="TOML profile file (default: the shipped default profiles)")
+    parser.add_argument(
+        "--profiles",
+        metavar="FILE",
+        default=None,
+        help="TOML profile file (default: the shipped default profiles)",
+    )
     args = parser.parse_args(argv)
     try:
         emulator = Emulator(profiles=args.profiles, host=args.host, port=args.port)
@@ -34,8 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         emulator.start()
     except OSError as exc:
-        print(f"bedrock-emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"bedrock-emulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 2
     stop = threading.Event()
 

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["encode_message", "event_frame", "exception_frame", "http_chunk", "LAST_CHUNK"]
+__all__ = ["LAST_CHUNK", "encode_message", "event_frame", "exception_frame", "http_chunk"]
 
 _STRING_TYPE = 7
 #: The terminating chunk of a ``Transfer-Encoding: chunked`` body.

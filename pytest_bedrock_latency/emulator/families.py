@@ -17,16 +17,16 @@ from typing import Any
 from .profiles import FAMILIES
 
 __all__ = [
-    "RequestValidationError",
-    "NativeRequest",
     "Answer",
-    "family_from_model_id",
+    "NativeRequest",
+    "RequestValidationError",
     "converse_prompt",
-    "parse_native_request",
+    "family_from_model_id",
     "native_response",
-    "native_stream_start",
     "native_stream_delta",
     "native_stream_end",
+    "native_stream_start",
+    "parse_native_request",
 ]
 
 
@@ -69,11 +69,11 @@ def family_from_model_id(model_id: str) -> str | None:
         return "anthropic"
     if ident.startswith("amazon.nova"):
         return "nova"
-    if ident.startswith("amazon.titan-text") or ident.startswith("amazon.titan-tg1"):
+    if ident.startswith(("amazon.titan-text", "amazon.titan-tg1")):
         return "titan"
     if ident.startswith("meta.llama"):
         return "llama"
-    if ident.startswith("mistral.") or ident.startswith("mixtral"):
+    if ident.startswith(("mistral.", "mixtral")):
         return "mistral"
     return None
 
@@ -149,8 +149,11 @@ def parse_native_request(family: str, body: bytes) -> NativeRequest:
         prompt = converse_prompt(doc.get("messages"), doc.get("system"))
         if "max_tokens" not in doc:
             raise _malformed("#: required key [max_tokens] not found")
-        return NativeRequest(prompt, _int_field(doc, "max_tokens", ""),
-                             _stops(doc.get("stop_sequences"), "stop_sequences"))
+        return NativeRequest(
+            prompt,
+            _int_field(doc, "max_tokens", ""),
+            _stops(doc.get("stop_sequences"), "stop_sequences"),
+        )
     if family == "nova":
         prompt = converse_prompt(doc.get("messages"), doc.get("system"))
         cfg = doc.get("inferenceConfig") or {}
@@ -159,8 +162,9 @@ def parse_native_request(family: str, body: bytes) -> NativeRequest:
         max_tokens = _int_field(cfg, "maxTokens", "inferenceConfig/")
         if max_tokens is None:  # the name in Nova's own docs
             max_tokens = _int_field(cfg, "max_new_tokens", "inferenceConfig/")
-        return NativeRequest(prompt, max_tokens,
-                             _stops(cfg.get("stopSequences"), "inferenceConfig/stopSequences"))
+        return NativeRequest(
+            prompt, max_tokens, _stops(cfg.get("stopSequences"), "inferenceConfig/stopSequences")
+        )
     if family == "titan":
         text = doc.get("inputText")
         if not isinstance(text, str):
@@ -168,8 +172,11 @@ def parse_native_request(family: str, body: bytes) -> NativeRequest:
         cfg = doc.get("textGenerationConfig") or {}
         if not isinstance(cfg, Mapping):
             raise _malformed("#/textGenerationConfig: expected type: JSONObject")
-        return NativeRequest(text, _int_field(cfg, "maxTokenCount", "textGenerationConfig/"),
-                             _stops(cfg.get("stopSequences"), "textGenerationConfig/stopSequences"))
+        return NativeRequest(
+            text,
+            _int_field(cfg, "maxTokenCount", "textGenerationConfig/"),
+            _stops(cfg.get("stopSequences"), "textGenerationConfig/stopSequences"),
+        )
     if family == "llama":
         text = doc.get("prompt")
         if not isinstance(text, str):
@@ -221,11 +228,13 @@ def native_response(family: str, answer: Answer) -> dict[str, Any]:
     if family == "titan":
         return {
             "inputTextTokenCount": answer.input_tokens,
-            "results": [{
-                "tokenCount": answer.output_tokens,
-                "outputText": answer.text,
-                "completionReason": _TITAN_REASON[answer.stop_reason],
-            }],
+            "results": [
+                {
+                    "tokenCount": answer.output_tokens,
+                    "outputText": answer.text,
+                    "completionReason": _TITAN_REASON[answer.stop_reason],
+                }
+            ],
         }
     if family == "llama":
         return {
@@ -242,66 +251,112 @@ def native_stream_start(family: str, answer: Answer) -> list[dict[str, Any]]:
     """Chunks sent before the first text delta."""
     if family == "anthropic":
         return [
-            {"type": "message_start", "message": {
-                "id": _anthropic_id(answer), "type": "message", "role": "assistant",
-                "model": answer.model_id, "content": [], "stop_reason": None,
-                "stop_sequence": None,
-                "usage": {"input_tokens": answer.input_tokens, "output_tokens": 1}}},
-            {"type": "content_block_start", "index": 0,
-             "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "message_start",
+                "message": {
+                    "id": _anthropic_id(answer),
+                    "type": "message",
+                    "role": "assistant",
+                    "model": answer.model_id,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": answer.input_tokens, "output_tokens": 1},
+                },
+            },
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
         ]
     if family == "nova":
         return [{"messageStart": {"role": "assistant"}}]
     return []
 
 
-def native_stream_delta(family: str, answer: Answer, text: str, tokens_so_far: int,
-                        first: bool) -> dict[str, Any]:
+def native_stream_delta(
+    family: str, answer: Answer, text: str, tokens_so_far: int, first: bool
+) -> dict[str, Any]:
     """One text delta chunk; ``tokens_so_far`` includes the tokens of this delta."""
     if family == "anthropic":
-        return {"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": text}}
+        return {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": text},
+        }
     if family == "nova":
         return {"contentBlockDelta": {"delta": {"text": text}, "contentBlockIndex": 0}}
     if family == "titan":
-        return {"outputText": text, "index": 0, "totalOutputTextTokenCount": tokens_so_far,
-                "completionReason": None,
-                "inputTextTokenCount": answer.input_tokens if first else None}
+        return {
+            "outputText": text,
+            "index": 0,
+            "totalOutputTextTokenCount": tokens_so_far,
+            "completionReason": None,
+            "inputTextTokenCount": answer.input_tokens if first else None,
+        }
     if family == "llama":
-        return {"generation": text,
-                "prompt_token_count": answer.input_tokens if first else None,
-                "generation_token_count": tokens_so_far, "stop_reason": None}
+        return {
+            "generation": text,
+            "prompt_token_count": answer.input_tokens if first else None,
+            "generation_token_count": tokens_so_far,
+            "stop_reason": None,
+        }
     return {"outputs": [{"text": text, "stop_reason": None}]}
 
 
-def native_stream_end(family: str, answer: Answer, metrics: Mapping[str, int]) -> list[dict[str, Any]]:
+def native_stream_end(
+    family: str, answer: Answer, metrics: Mapping[str, int]
+) -> list[dict[str, Any]]:
     """Closing chunks; the last one carries ``amazon-bedrock-invocationMetrics``."""
     m = {"amazon-bedrock-invocationMetrics": dict(metrics)}
     if family == "anthropic":
         return [
             {"type": "content_block_stop", "index": 0},
-            {"type": "message_delta",
-             "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence},
-             "usage": {"output_tokens": answer.output_tokens}},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence},
+                "usage": {"output_tokens": answer.output_tokens},
+            },
             {"type": "message_stop", **m},
         ]
     if family == "nova":
         return [
             {"contentBlockStop": {"contentBlockIndex": 0}},
             {"messageStop": {"stopReason": answer.stop_reason}},
-            {"metadata": {"usage": {"inputTokens": answer.input_tokens,
-                                    "outputTokens": answer.output_tokens},
-                          "metrics": {}, "trace": {}}, **m},
+            {
+                "metadata": {
+                    "usage": {
+                        "inputTokens": answer.input_tokens,
+                        "outputTokens": answer.output_tokens,
+                    },
+                    "metrics": {},
+                    "trace": {},
+                },
+                **m,
+            },
         ]
     if family == "titan":
-        return [{"outputText": "", "index": 0,
-                 "totalOutputTextTokenCount": answer.output_tokens,
-                 "completionReason": _TITAN_REASON[answer.stop_reason],
-                 "inputTextTokenCount": None, **m}]
+        return [
+            {
+                "outputText": "",
+                "index": 0,
+                "totalOutputTextTokenCount": answer.output_tokens,
+                "completionReason": _TITAN_REASON[answer.stop_reason],
+                "inputTextTokenCount": None,
+                **m,
+            }
+        ]
     if family == "llama":
-        return [{"generation": "", "prompt_token_count": None,
-                 "generation_token_count": answer.output_tokens,
-                 "stop_reason": _SIMPLE_REASON[answer.stop_reason], **m}]
+        return [
+            {
+                "generation": "",
+                "prompt_token_count": None,
+                "generation_token_count": answer.output_tokens,
+                "stop_reason": _SIMPLE_REASON[answer.stop_reason],
+                **m,
+            }
+        ]
     return [{"outputs": [{"text": "", "stop_reason": _SIMPLE_REASON[answer.stop_reason]}], **m}]
 
 

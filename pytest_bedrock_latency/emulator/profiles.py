@@ -37,15 +37,15 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 __all__ = [
+    "BUILTIN_DEFAULTS",
     "FAMILIES",
     "FIELDS",
-    "BUILTIN_DEFAULTS",
     "Profile",
     "ProfileError",
     "ProfileSet",
     "ProfileSource",
-    "load_profiles",
     "default_profiles_path",
+    "load_profiles",
 ]
 
 #: Native InvokeModel body formats the emulator speaks.
@@ -157,6 +157,7 @@ def _is_number(value: Any) -> bool:
 
 def _check_field(where: str, name: str, value: Any) -> Any:
     """Validate one field and return its normalised value."""
+
     def fail(expect: str) -> ProfileError:
         return ProfileError(f'{where}: field "{name}" must be {expect} (got {_repr(value)})')
 
@@ -198,9 +199,7 @@ def _check_table(where: str, table: Any, allow_like: bool = True) -> dict[str, A
     allowed = FIELDS if allow_like else tuple(f for f in FIELDS if f != "like")
     for name, value in table.items():
         if name not in allowed:
-            raise ProfileError(
-                f'{where}: unknown field "{name}" (allowed: {", ".join(allowed)})'
-            )
+            raise ProfileError(f'{where}: unknown field "{name}" (allowed: {", ".join(allowed)})')
         out[name] = _check_field(where, name, value)
     return out
 
@@ -223,7 +222,9 @@ class ProfileSet:
         raw: dict[str, dict[str, Any]] = {}
         for key, table in models.items():
             if not isinstance(key, str) or not key:
-                raise ProfileError(f"{source}: model keys must be non-empty strings (got {_repr(key)})")
+                raise ProfileError(
+                    f"{source}: model keys must be non-empty strings (got {_repr(key)})"
+                )
             raw[key] = _check_table(f'{source}: model "{key}"', table)
         self._raw = raw
         self._profiles: dict[str, Profile] = {key: self._resolve(key) for key in raw}
@@ -283,8 +284,9 @@ class ProfileSet:
         values.update(self._defaults)
         return Profile(key=key, **values)
 
-    def derive(self, key: str, base: Profile | None, fields: Mapping[str, Any],
-               source: str = "set_profile") -> Profile:
+    def derive(
+        self, key: str, base: Profile | None, fields: Mapping[str, Any], source: str = "set_profile"
+    ) -> Profile:
         """Validate ``fields`` and layer them on ``base`` (or on the defaults), honouring ``like``."""
         checked = _check_table(f'{source}: model "{key}"', fields)
         values = (base or self.defaults_profile(key)).fields()
@@ -294,7 +296,7 @@ class ProfileSet:
             if target is None:
                 raise ProfileError(
                     f'{source}: model "{key}": field "like" names unknown model "{like}" '
-                    f'(known: {", ".join(sorted(self._raw))})'
+                    f"(known: {', '.join(sorted(self._raw))})"
                 )
             values = target.fields()
         values.update(checked)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from .textgen import lognormal_factor
 
-__all__ = ["token_offsets", "chunk_boundaries", "chunk_offsets", "ms_per_token_of"]
+__all__ = ["chunk_boundaries", "chunk_offsets", "ms_per_token_of", "token_offsets"]
 
 
 def token_offsets(

@@ -16,6 +16,7 @@ Design notes (see docs/reference: bedrock-wire.md):
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import re
@@ -38,7 +39,7 @@ from .profiles import Profile, ProfileSet, ProfileSource, load_profiles
 from .schedule import chunk_boundaries, chunk_offsets, ms_per_token_of, token_offsets
 from .textgen import count_input_tokens, derive_rng, generate_words, lognormal_factor, prompt_sha
 
-__all__ = ["Emulator", "RequestRecord", "ERROR_STATUS", "ERROR_MESSAGES", "OPERATIONS"]
+__all__ = ["ERROR_MESSAGES", "ERROR_STATUS", "OPERATIONS", "Emulator", "RequestRecord"]
 
 #: URI suffix -> botocore operation name.
 OPERATIONS: Mapping[str, str] = {
@@ -72,23 +73,27 @@ ERROR_MESSAGES: Mapping[str, str] = {
     "ThrottlingException": "Too many requests, please wait before trying again.",
     "ModelTimeoutException": "Model has timed out in processing the request. Try your request again.",
     "InternalServerException": "The server encountered an internal error while processing the "
-                               "request. Try your request again.",
+    "request. Try your request again.",
     "ServiceUnavailableException": "Bedrock is unable to process your request.",
     "ValidationException": "Input validation failed. Check your request parameters and retry "
-                           "the request.",
+    "the request.",
     "ModelNotReadyException": "Model is not ready for inference. Wait and try your request again.",
     "ModelErrorException": "The model returned an error. Try your request again.",
     "ModelStreamErrorException": "An error occurred while streaming the response. Retry your "
-                                 "request.",
+    "request.",
     "ServiceQuotaExceededException": "Your request exceeds the service quota for your account. "
-                                     "You can view your quotas at Service Quotas.",
+    "You can view your quotas at Service Quotas.",
     "ConflictException": "The request could not be completed because of a conflicting operation.",
 }
 
 # Mid-stream exception members of the ConverseStream/ResponseStream unions.
 _STREAM_EXCEPTIONS = (
-    "modelStreamErrorException", "internalServerException", "validationException",
-    "throttlingException", "serviceUnavailableException", "modelTimeoutException",
+    "modelStreamErrorException",
+    "internalServerException",
+    "validationException",
+    "throttlingException",
+    "serviceUnavailableException",
+    "modelTimeoutException",
 )
 _ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 _FM_ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[^:]*::foundation-model/(?P<id>.+)$")
@@ -176,11 +181,12 @@ def _pad(n: int) -> str:
     # Real Bedrock pads every event payload with a random-length "p" field; a deterministic
     # length is enough to exercise clients that must ignore it.
     length = 1 + (n * 7) % 23
-    return (_PAD_ALPHABET * 2)[n % 31: n % 31 + length]
+    return (_PAD_ALPHABET * 2)[n % 31 : n % 31 + length]
 
 
-def _plan_answer(profile: Profile, model_id: str, req: _Request, sample: int,
-                 streaming: bool) -> _Plan:
+def _plan_answer(
+    profile: Profile, model_id: str, req: _Request, sample: int, streaming: bool
+) -> _Plan:
     # The prompt factor depends on the prompt only (not the model), so a prompt that makes
     # one model verbose makes its candidate verbose too - like real prompts do.
     prompt_rng = derive_rng("prompt", profile.seed, req.prompt)
@@ -213,8 +219,9 @@ def _plan_answer(profile: Profile, model_id: str, req: _Request, sample: int,
         factor /= profile.optimized_speedup
     if outlier:
         factor *= profile.outlier_factor
-    tokens = token_offsets(profile.ttft_ms * factor, profile.ms_per_token * factor,
-                           len(words), profile.jitter, rng)
+    tokens = token_offsets(
+        profile.ttft_ms * factor, profile.ms_per_token * factor, len(words), profile.jitter, rng
+    )
     bounds = chunk_boundaries(len(words), profile.tokens_per_chunk)
     offsets = chunk_offsets(tokens, bounds)
     deltas = tuple((" " if start else "") + " ".join(words[start:end]) for start, end in bounds)
@@ -222,7 +229,9 @@ def _plan_answer(profile: Profile, model_id: str, req: _Request, sample: int,
     error_after: int | None = None
     if streaming and u_stream < profile.stream_error_rate:
         # "After some deltas": at least one when there are two or more, never all of them.
-        error_after = min(max(1, int(u_pos * len(deltas))), len(deltas) - 1) if len(deltas) > 1 else 0
+        error_after = (
+            min(max(1, int(u_pos * len(deltas))), len(deltas) - 1) if len(deltas) > 1 else 0
+        )
     return _Plan(
         throttled=u_throttle < profile.throttle_rate,
         not_ready=u_not_ready < profile.not_ready_rate,
@@ -271,10 +280,8 @@ class _Server(ThreadingHTTPServer):
         with self.sockets_lock:
             sockets = list(self.open_sockets)
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -282,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # a delayed ACK would add ~40 ms to small frames
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log is the record; stderr chatter would drown test output
 
     def _read_body(self) -> bytes:
@@ -306,13 +313,20 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             raw_path = self.path.split("?", 1)[0]
             parts = raw_path.split("/")  # split the raw path first: ARNs carry %2F
-            if (self.command == "POST" and len(parts) == 4 and parts[0] == ""
-                    and parts[1] == "model" and parts[3] in OPERATIONS and parts[2]):
+            if (
+                self.command == "POST"
+                and len(parts) == 4
+                and parts[0] == ""
+                and parts[1] == "model"
+                and parts[3] in OPERATIONS
+                and parts[2]
+            ):
                 self.server.emulator._serve_runtime(
-                    self, OPERATIONS[parts[3]], unquote(parts[2]), body, t0, received_at)
+                    self, OPERATIONS[parts[3]], unquote(parts[2]), body, t0, received_at
+                )
             else:
                 self.server.emulator._serve_control_plane(self, body)
-        except (BrokenPipeError, ConnectionResetError, _ClientGone, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, _ClientGone):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
@@ -331,8 +345,9 @@ class Emulator:
     defaults. Everything is validated in the constructor, before any socket is bound.
     """
 
-    def __init__(self, profiles: ProfileSource = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, profiles: ProfileSource = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._profiles: ProfileSet = load_profiles(profiles)
         self._host = host
         self._requested_port = port
@@ -353,8 +368,12 @@ class Emulator:
             if self._server is not None:
                 return self
             server = _Server((self._host, self._requested_port), self)
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                      name="bedrock-emulator", daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name="bedrock-emulator",
+                daemon=True,
+            )
             thread.start()
             self._server, self._thread = server, thread
         return self
@@ -493,8 +512,11 @@ class Emulator:
             overrides = dict(self._overrides)
 
         def done(profile: Profile, hint: str) -> _Resolved:
-            family = (profile.family or families.family_from_model_id(hint)
-                      or families.family_from_model_id(profile.key))
+            family = (
+                profile.family
+                or families.family_from_model_id(hint)
+                or families.family_from_model_id(profile.key)
+            )
             return _Resolved(profile, family)
 
         for cand in candidates:
@@ -525,7 +547,9 @@ class Emulator:
         try:
             from moto.bedrock.models import bedrock_backends
 
-            backend = bedrock_backends[match.group("account") or _MOTO_ACCOUNT][match.group("region")]
+            backend = bedrock_backends[match.group("account") or _MOTO_ACCOUNT][
+                match.group("region")
+            ]
             for model in list(backend.custom_models.values()):
                 if model.model_arn == model_arn:
                     return str(model.base_model_arn)
@@ -541,19 +565,26 @@ class Emulator:
             self._samples[(model_id, sha)] = n + 1
             return n
 
-    def _parse(self, op: str, family: str | None, body: bytes,
-               headers: Message[str, str]) -> _Request:
+    def _parse(
+        self, op: str, family: str | None, body: bytes, headers: Message[str, str]
+    ) -> _Request:
         if op in ("InvokeModel", "InvokeModelWithResponseStream"):
             if family is None:
                 raise RequestValidationError(
                     "The emulator cannot tell this model's native body format; set `family` "
-                    "in its profile (anthropic, nova, titan, llama, mistral).")
+                    "in its profile (anthropic, nova, titan, llama, mistral)."
+                )
             native = families.parse_native_request(family, body)
             perf = headers.get("X-Amzn-Bedrock-PerformanceConfig-Latency")
             if perf not in (None, "standard", "optimized"):
                 raise RequestValidationError(f"Invalid performanceConfigLatency: {perf}")
-            return _Request(native.prompt, native.max_tokens, native.stop_sequences, perf,
-                            headers.get("X-Amzn-Bedrock-Service-Tier"))
+            return _Request(
+                native.prompt,
+                native.max_tokens,
+                native.stop_sequences,
+                perf,
+                headers.get("X-Amzn-Bedrock-Service-Tier"),
+            )
         try:
             doc = json.loads(body.decode("utf-8") or "null")
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -568,11 +599,13 @@ class Emulator:
         if not isinstance(cfg, dict):
             raise RequestValidationError("inferenceConfig must be an object.")
         max_tokens = cfg.get("maxTokens")
-        if max_tokens is not None and (not isinstance(max_tokens, int)
-                                       or isinstance(max_tokens, bool) or max_tokens < 1):
+        if max_tokens is not None and (
+            not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
+        ):
             raise RequestValidationError(
                 "1 validation error detected: Value at 'inferenceConfig.maxTokens' failed to "
-                "satisfy constraint: Member must have value greater than or equal to 1")
+                "satisfy constraint: Member must have value greater than or equal to 1"
+            )
         stops = cfg.get("stopSequences") or []
         if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
             raise RequestValidationError("stopSequences must be a list of non-empty strings.")
@@ -581,7 +614,8 @@ class Emulator:
             raise RequestValidationError(
                 f"1 validation error detected: Value '{perf}' at 'performanceConfig.latency' "
                 "failed to satisfy constraint: Member must satisfy enum value set: "
-                "[standard, optimized]")
+                "[standard, optimized]"
+            )
         tier = (doc.get("serviceTier") or {}).get("type")
         return _Request(prompt, max_tokens, tuple(stops), perf, tier)
 
@@ -592,8 +626,9 @@ class Emulator:
             raise RequestValidationError("The input field is required.")
         if isinstance(inp.get("converse"), dict):
             conv = inp["converse"]
-            return NativeRequest(families.converse_prompt(conv.get("messages"), conv.get("system")),
-                                 None, ())
+            return NativeRequest(
+                families.converse_prompt(conv.get("messages"), conv.get("system")), None, ()
+            )
         if isinstance(inp.get("invokeModel"), dict):
             if family is None:
                 raise RequestValidationError("The model's native body format is unknown.")
@@ -604,29 +639,56 @@ class Emulator:
             return families.parse_native_request(family, raw)
         raise RequestValidationError("The input must contain converse or invokeModel.")
 
-    def _serve_runtime(self, h: _Handler, op: str, model_id: str, body: bytes, t0: float,
-                       received_at: float) -> None:
+    def _serve_runtime(
+        self, h: _Handler, op: str, model_id: str, body: bytes, t0: float, received_at: float
+    ) -> None:
         request_id = str(uuid.uuid4())
         match = _ATTEMPT.search(h.headers.get("amz-sdk-request", ""))
         attempt = int(match.group(1)) if match else 1
         streaming = op in ("ConverseStream", "InvokeModelWithResponseStream")
-        base = dict(model_id=model_id, operation=op, attempt=attempt, received_at=received_at,
-                    request_id=request_id)
+        base = dict(
+            model_id=model_id,
+            operation=op,
+            attempt=attempt,
+            received_at=received_at,
+            request_id=request_id,
+        )
 
-        def fail(code: str, message: str | None = None, profile_key: str | None = None,
-                 sha: str | None = None, req: _Request | None = None,
-                 extra: Mapping[str, Any] | None = None) -> None:
-            self._record(RequestRecord(
-                profile_key=profile_key, status=ERROR_STATUS[code], error_code=code,
-                input_tokens=None, output_tokens=None, stop_reason=None, ttft_ms=None,
-                token_offsets_ms=(), ms_per_token=None,
-                performance_latency=req.performance_latency if req else None,
-                service_tier=req.service_tier if req else None, outlier=False,
-                prompt_sha=sha, **base))  # type: ignore[arg-type]
+        def fail(
+            code: str,
+            message: str | None = None,
+            profile_key: str | None = None,
+            sha: str | None = None,
+            req: _Request | None = None,
+            extra: Mapping[str, Any] | None = None,
+        ) -> None:
+            self._record(
+                RequestRecord(
+                    profile_key=profile_key,
+                    status=ERROR_STATUS[code],
+                    error_code=code,
+                    input_tokens=None,
+                    output_tokens=None,
+                    stop_reason=None,
+                    ttft_ms=None,
+                    token_offsets_ms=(),
+                    ms_per_token=None,
+                    performance_latency=req.performance_latency if req else None,
+                    service_tier=req.service_tier if req else None,
+                    outlier=False,
+                    prompt_sha=sha,
+                    **base,  # type: ignore[arg-type]
+                )
+            )
             payload: dict[str, Any] = {"message": message or ERROR_MESSAGES[code]}
             payload.update(extra or {})
-            self._send_json(h, ERROR_STATUS[code], payload, request_id,
-                            {"x-amzn-ErrorType": code + _ERROR_TYPE_SUFFIX})
+            self._send_json(
+                h,
+                ERROR_STATUS[code],
+                payload,
+                request_id,
+                {"x-amzn-ErrorType": code + _ERROR_TYPE_SUFFIX},
+            )
 
         injected = self._take_injected(model_id, streaming)
         if injected is not None and injected in ERROR_STATUS:
@@ -650,11 +712,24 @@ class Emulator:
         sha = prompt_sha(req.prompt)
         input_tokens = count_input_tokens(req.prompt)
         if op == "CountTokens":
-            self._record(RequestRecord(
-                profile_key=profile.key, status=200, error_code=None, input_tokens=input_tokens,
-                output_tokens=None, stop_reason=None, ttft_ms=None, token_offsets_ms=(),
-                ms_per_token=None, performance_latency=None, service_tier=None, outlier=False,
-                prompt_sha=sha, **base))  # type: ignore[arg-type]
+            self._record(
+                RequestRecord(
+                    profile_key=profile.key,
+                    status=200,
+                    error_code=None,
+                    input_tokens=input_tokens,
+                    output_tokens=None,
+                    stop_reason=None,
+                    ttft_ms=None,
+                    token_offsets_ms=(),
+                    ms_per_token=None,
+                    performance_latency=None,
+                    service_tier=None,
+                    outlier=False,
+                    prompt_sha=sha,
+                    **base,  # type: ignore[arg-type]
+                )
+            )
             self._send_json(h, 200, {"inputTokens": input_tokens}, request_id)
             return
         sample = self._next_sample(model_id, sha)
@@ -668,23 +743,39 @@ class Emulator:
         if injected is not None:  # a camelCase stream exception: fail before the first delta
             plan = replace(plan, stream_error_after=0)
 
-        answer = Answer(model_id=model_id, text="".join(plan.deltas), input_tokens=input_tokens,
-                        output_tokens=len(plan.words), stop_reason=plan.stop_reason,
-                        stop_sequence=plan.stop_sequence, request_id=request_id)
+        answer = Answer(
+            model_id=model_id,
+            text="".join(plan.deltas),
+            input_tokens=input_tokens,
+            output_tokens=len(plan.words),
+            stop_reason=plan.stop_reason,
+            stop_sequence=plan.stop_sequence,
+            request_id=request_id,
+        )
 
         def record(status: int = 200, error: str | None = None, sent: int | None = None) -> None:
             n_deltas = len(plan.deltas) if sent is None else sent
             offsets = plan.delta_offsets_ms[:n_deltas]
             tokens = plan.delta_tokens[n_deltas - 1] if n_deltas else 0
-            self._record(RequestRecord(
-                profile_key=profile.key, status=status, error_code=error,
-                input_tokens=input_tokens, output_tokens=tokens,
-                stop_reason=plan.stop_reason if error is None else None,
-                ttft_ms=offsets[0] if offsets else None, token_offsets_ms=tuple(offsets),
-                ms_per_token=ms_per_token_of(offsets, tokens),
-                performance_latency=req.performance_latency, service_tier=req.service_tier,
-                outlier=plan.outlier, prompt_sha=sha, sample=sample,
-                **base))  # type: ignore[arg-type]
+            self._record(
+                RequestRecord(
+                    profile_key=profile.key,
+                    status=status,
+                    error_code=error,
+                    input_tokens=input_tokens,
+                    output_tokens=tokens,
+                    stop_reason=plan.stop_reason if error is None else None,
+                    ttft_ms=offsets[0] if offsets else None,
+                    token_offsets_ms=tuple(offsets),
+                    ms_per_token=ms_per_token_of(offsets, tokens),
+                    performance_latency=req.performance_latency,
+                    service_tier=req.service_tier,
+                    outlier=plan.outlier,
+                    prompt_sha=sha,
+                    sample=sample,
+                    **base,  # type: ignore[arg-type]
+                )
+            )
 
         if op == "Converse":
             _sleep_until(t0 + plan.done_ms / 1000.0)
@@ -707,22 +798,32 @@ class Emulator:
                 **self._echo_headers(req),
             }
             record()
-            self._send_json(h, 200, families.native_response(family, answer), request_id,
-                            headers, content_type=h.headers.get("Accept") or "application/json")
+            self._send_json(
+                h,
+                200,
+                families.native_response(family, answer),
+                request_id,
+                headers,
+                content_type=h.headers.get("Accept") or "application/json",
+            )
         elif op == "ConverseStream":
             self._stream_converse(h, t0, req, plan, answer, request_id, record, injected)
         else:
-            self._stream_invoke(h, t0, req, plan, answer, request_id, record, injected,
-                                resolved.family or "nova")
+            self._stream_invoke(
+                h, t0, req, plan, answer, request_id, record, injected, resolved.family or "nova"
+            )
 
     @staticmethod
     def _elapsed_ms(t0: float) -> int:
-        return int(round((time.perf_counter() - t0) * 1000))
+        return round((time.perf_counter() - t0) * 1000)
 
     @staticmethod
     def _usage(answer: Answer) -> dict[str, int]:
-        return {"inputTokens": answer.input_tokens, "outputTokens": answer.output_tokens,
-                "totalTokens": answer.input_tokens + answer.output_tokens}
+        return {
+            "inputTokens": answer.input_tokens,
+            "outputTokens": answer.output_tokens,
+            "totalTokens": answer.input_tokens + answer.output_tokens,
+        }
 
     @staticmethod
     def _echo(req: _Request) -> dict[str, Any]:
@@ -745,9 +846,14 @@ class Emulator:
     # -- wire helpers -----------------------------------------------------------------------
 
     @staticmethod
-    def _send_json(h: _Handler, status: int, payload: Mapping[str, Any], request_id: str,
-                   headers: Mapping[str, str] | None = None,
-                   content_type: str = "application/json") -> None:
+    def _send_json(
+        h: _Handler,
+        status: int,
+        payload: Mapping[str, Any],
+        request_id: str,
+        headers: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         data = json.dumps(payload).encode("utf-8")
         h.send_response(status)  # also sends Server and Date; never add Date again
         h.send_header("Content-Type", content_type)
@@ -797,20 +903,35 @@ class Emulator:
         payload["p"] = _pad(n)
         return member, exception_frame(member, payload)
 
-    def _stream_converse(self, h: _Handler, t0: float, req: _Request, plan: _Plan,
-                         answer: Answer, request_id: str, record: Callable[..., None],
-                         injected: str | None) -> None:
+    def _stream_converse(
+        self,
+        h: _Handler,
+        t0: float,
+        req: _Request,
+        plan: _Plan,
+        answer: Answer,
+        request_id: str,
+        record: Callable[..., None],
+        injected: str | None,
+    ) -> None:
         self._start_stream(h, request_id, {})
         sent = 0
         try:
             # messageStart goes out with the headers, as Bedrock does; TTFT is the first delta.
             self._write(h, event_frame("messageStart", {"p": _pad(0), "role": "assistant"}))
-            for i, (text, offset) in enumerate(zip(plan.deltas, plan.delta_offsets_ms)):
+            for i, (text, offset) in enumerate(
+                zip(plan.deltas, plan.delta_offsets_ms, strict=False)
+            ):
                 if plan.stream_error_after == i:
                     break
                 _sleep_until(t0 + offset / 1000.0)
-                self._write(h, event_frame("contentBlockDelta", {
-                    "contentBlockIndex": 0, "delta": {"text": text}, "p": _pad(i + 1)}))
+                self._write(
+                    h,
+                    event_frame(
+                        "contentBlockDelta",
+                        {"contentBlockIndex": 0, "delta": {"text": text}, "p": _pad(i + 1)},
+                    ),
+                )
                 sent = i + 1
             if plan.stream_error_after is not None:
                 self._break_stream(h, t0, plan, sent, injected, record)
@@ -833,8 +954,15 @@ class Emulator:
             record(200, "ClientDisconnected", sent)
             h.close_connection = True
 
-    def _break_stream(self, h: _Handler, t0: float, plan: _Plan, sent: int, injected: str | None,
-                      record: Callable[..., None]) -> None:
+    def _break_stream(
+        self,
+        h: _Handler,
+        t0: float,
+        plan: _Plan,
+        sent: int,
+        injected: str | None,
+        record: Callable[..., None],
+    ) -> None:
         """End a stream mid-answer with an exception frame, when the next delta was due."""
         due = plan.delta_offsets_ms[sent] if sent < len(plan.delta_offsets_ms) else plan.done_ms
         _sleep_until(t0 + due / 1000.0)
@@ -843,24 +971,39 @@ class Emulator:
         self._write(h, frame)
         self._end(h)
 
-    def _stream_invoke(self, h: _Handler, t0: float, req: _Request, plan: _Plan, answer: Answer,
-                       request_id: str, record: Callable[..., None], injected: str | None,
-                       family: str) -> None:
-        self._start_stream(h, request_id, {"X-Amzn-Bedrock-Content-Type": "application/json",
-                                           **self._echo_headers(req)})
+    def _stream_invoke(
+        self,
+        h: _Handler,
+        t0: float,
+        req: _Request,
+        plan: _Plan,
+        answer: Answer,
+        request_id: str,
+        record: Callable[..., None],
+        injected: str | None,
+        family: str,
+    ) -> None:
+        self._start_stream(
+            h,
+            request_id,
+            {"X-Amzn-Bedrock-Content-Type": "application/json", **self._echo_headers(req)},
+        )
         n_frames = 0
 
         def chunk(obj: Mapping[str, Any]) -> bytes:
             nonlocal n_frames
             n_frames += 1
             raw = json.dumps(obj, separators=(",", ":")).encode("utf-8")
-            return event_frame("chunk", {"bytes": base64.b64encode(raw).decode("ascii"),
-                                         "p": _pad(n_frames)})
+            return event_frame(
+                "chunk", {"bytes": base64.b64encode(raw).decode("ascii"), "p": _pad(n_frames)}
+            )
 
         sent = 0
         first_byte_ms: int | None = None
         try:
-            for i, (text, offset) in enumerate(zip(plan.deltas, plan.delta_offsets_ms)):
+            for i, (text, offset) in enumerate(
+                zip(plan.deltas, plan.delta_offsets_ms, strict=False)
+            ):
                 if plan.stream_error_after == i:
                     break
                 _sleep_until(t0 + offset / 1000.0)
@@ -869,8 +1012,13 @@ class Emulator:
                     # Native preambles (anthropic message_start...) come with the first token.
                     first_byte_ms = self._elapsed_ms(t0)
                     frames = [chunk(c) for c in families.native_stream_start(family, answer)]
-                frames.append(chunk(families.native_stream_delta(
-                    family, answer, text, plan.delta_tokens[i], i == 0)))
+                frames.append(
+                    chunk(
+                        families.native_stream_delta(
+                            family, answer, text, plan.delta_tokens[i], i == 0
+                        )
+                    )
+                )
                 self._write(h, *frames)
                 sent = i + 1
             if plan.stream_error_after is not None:
@@ -940,8 +1088,9 @@ class Emulator:
             environ[key] = f"{environ[key]},{value}" if key in environ else value
         captured: dict[str, Any] = {}
 
-        def start_response(status: str, headers: list[tuple[str, str]],
-                           exc_info: Any = None) -> Callable[[bytes], None]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             captured["status"], captured["headers"] = status, headers
             return lambda data: None
 
@@ -954,8 +1103,13 @@ class Emulator:
                 if close is not None:
                     close()
         except Exception as exc:  # moto raising must not kill the connection
-            self._send_json(h, 500, {"message": f"control plane error: {exc}"}, str(uuid.uuid4()),
-                            {"x-amzn-ErrorType": "InternalServerException" + _ERROR_TYPE_SUFFIX})
+            self._send_json(
+                h,
+                500,
+                {"message": f"control plane error: {exc}"},
+                str(uuid.uuid4()),
+                {"x-amzn-ErrorType": "InternalServerException" + _ERROR_TYPE_SUFFIX},
+            )
             return
         code, _, reason = str(captured.get("status", "500 Internal Server Error")).partition(" ")
         h.send_response(int(code), reason or None)

@@ -12,30 +12,112 @@ import math
 import random
 
 __all__ = [
-    "derive_rng",
-    "prompt_sha",
     "count_input_tokens",
+    "derive_rng",
     "generate_words",
     "lognormal_factor",
+    "prompt_sha",
 ]
 
-_NOUNS = (
-    "model answer request system latency token stream result customer order account service "
-    "report value change release baseline test window region profile budget policy record "
-    "message network cache queue batch metric signal summary question context detail team "
-    "project process update version option feature document table query user session"
-).split()
-_VERBS = (
-    "shows keeps needs uses returns checks builds sends finds takes gives makes moves "
-    "improves reduces explains covers follows handles tracks measures compares supports"
-).split()
-_ADJECTIVES = (
-    "short clear fast stable simple useful recent small large careful quiet early typical "
-    "common direct steady local final main correct"
-).split()
-_LINKS = "and but so because while then also".split()
-_DETERMINERS = "the a this each every our your that".split()
-_PREPOSITIONS = "with for in on from after before over under about".split()
+_NOUNS = [
+    "model",
+    "answer",
+    "request",
+    "system",
+    "latency",
+    "token",
+    "stream",
+    "result",
+    "customer",
+    "order",
+    "account",
+    "service",
+    "report",
+    "value",
+    "change",
+    "release",
+    "baseline",
+    "test",
+    "window",
+    "region",
+    "profile",
+    "budget",
+    "policy",
+    "record",
+    "message",
+    "network",
+    "cache",
+    "queue",
+    "batch",
+    "metric",
+    "signal",
+    "summary",
+    "question",
+    "context",
+    "detail",
+    "team",
+    "project",
+    "process",
+    "update",
+    "version",
+    "option",
+    "feature",
+    "document",
+    "table",
+    "query",
+    "user",
+    "session",
+]
+_VERBS = [
+    "shows",
+    "keeps",
+    "needs",
+    "uses",
+    "returns",
+    "checks",
+    "builds",
+    "sends",
+    "finds",
+    "takes",
+    "gives",
+    "makes",
+    "moves",
+    "improves",
+    "reduces",
+    "explains",
+    "covers",
+    "follows",
+    "handles",
+    "tracks",
+    "measures",
+    "compares",
+    "supports",
+]
+_ADJECTIVES = [
+    "short",
+    "clear",
+    "fast",
+    "stable",
+    "simple",
+    "useful",
+    "recent",
+    "small",
+    "large",
+    "careful",
+    "quiet",
+    "early",
+    "typical",
+    "common",
+    "direct",
+    "steady",
+    "local",
+    "final",
+    "main",
+    "correct",
+]
+_LINKS = ["and", "but", "so", "because", "while", "then", "also"]
+_DETERMINERS = ["the", "a", "this", "each", "every", "our", "your", "that"]
+_PREPOSITIONS = ["with", "for", "in", "on", "from", "after", "before", "over", "under", "about"]
 
 
 def derive_rng(*parts: object) -> random.Random:
@@ -56,7 +138,7 @@ def count_input_tokens(text: str) -> int:
     the other operations report.
     """
     words = len(text.split())
-    return max(1, int(math.floor(words * 1.3 + 0.5)))
+    return max(1, math.floor(words * 1.3 + 0.5))
 
 
 def lognormal_factor(rng: random.Random, cv: float) -> float:

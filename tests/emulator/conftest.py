@@ -21,15 +21,17 @@ TEST_PROFILES: dict[str, Any] = {
     "defaults": {"prompt_spread": 0.0, "answer_tokens_spread": 0.0, "jitter": 0.0, **FAST},
     "models": {
         "anthropic.claude-3-haiku-20240307-v1:0": {},
-        "us.anthropic.claude-3-5-haiku-20241022-v1:0": {"ttft_ms": 120, "ms_per_token": 6,
-                                                        "optimized_speedup": 2.0},
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0": {
+            "ttft_ms": 120,
+            "ms_per_token": 6,
+            "optimized_speedup": 2.0,
+        },
         "amazon.nova-lite-v1:0": {},
         "amazon.titan-text-express-v1": {},
         "meta.llama3-1-8b-instruct-v1:0": {},
         "mistral.mistral-7b-instruct-v0:2": {},
         "test.fast": {"family": "nova"},
-        "timing.model": {"family": "nova", "ttft_ms": 200, "ms_per_token": 20,
-                         "answer_tokens": 25},
+        "timing.model": {"family": "nova", "ttft_ms": 200, "ms_per_token": 20, "answer_tokens": 25},
         "arn:aws:bedrock:*:custom-model/*": {"family": "titan", "answer_tokens": 12},
     },
 }
@@ -40,8 +42,11 @@ MSGS = [{"role": "user", "content": [{"text": "Summarise the release notes pleas
 def make_client(url: str, service: str = "bedrock-runtime", **config: Any) -> Any:
     """A real boto3 client against ``url`` with dummy credentials."""
     return boto3.client(
-        service, endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         config=Config(**({"retries": {"total_max_attempts": 1}} | config)),
     )
 

@@ -16,15 +16,24 @@ from pytest_bedrock_latency.emulator import Emulator
 
 from .conftest import MSGS
 
-ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-       "AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"}
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "PYTHONUNBUFFERED": "1",
+}
 
 
 def test_cli_bad_profile_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[models."m"]\nttft = 3\n')
-    proc = subprocess.run([sys.executable, "-m", "pytest_bedrock_latency.emulator",
-                           "--profiles", str(bad)], capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_bedrock_latency.emulator", "--profiles", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert 'unknown field "ttft"' in proc.stderr and str(bad) in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -32,10 +41,16 @@ def test_cli_bad_profile_exits_2(tmp_path: Path) -> None:
 
 def test_cli_serves_and_stops_on_sigint(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
-    good.write_text('[models."m"]\nfamily = "nova"\nttft_ms = 1\nms_per_token = 1\n'
-                    'answer_tokens = 3\nanswer_tokens_spread = 0\nprompt_spread = 0\n')
-    proc = subprocess.Popen([sys.executable, "-m", "pytest_bedrock_latency.emulator",
-                             "--profiles", str(good)], stdout=subprocess.PIPE, text=True, env=ENV)
+    good.write_text(
+        '[models."m"]\nfamily = "nova"\nttft_ms = 1\nms_per_token = 1\n'
+        "answer_tokens = 3\nanswer_tokens_spread = 0\nprompt_spread = 0\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_bedrock_latency.emulator", "--profiles", str(good)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(3)]
@@ -58,9 +73,24 @@ def test_cli_serves_and_stops_on_sigint(tmp_path: Path) -> None:
 def test_aws_cli_converse(emulator: Emulator) -> None:
     model = "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
     proc = subprocess.run(
-        ["aws", "bedrock-runtime", "converse", "--endpoint-url", emulator.url,
-         "--model-id", model, "--messages", json.dumps(MSGS), "--output", "json"],
-        capture_output=True, text=True, timeout=60, env=ENV)
+        [
+            "aws",
+            "bedrock-runtime",
+            "converse",
+            "--endpoint-url",
+            emulator.url,
+            "--model-id",
+            model,
+            "--messages",
+            json.dumps(MSGS),
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["usage"]["outputTokens"] == 20 and out["stopReason"] == "end_turn"

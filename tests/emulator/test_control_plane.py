@@ -19,11 +19,15 @@ def create_custom_model(url: str, base: str) -> str:
     control = make_client(url, service="bedrock")
     name = f"cm-{uuid.uuid4().hex[:8]}"
     control.create_model_customization_job(
-        jobName=f"job-{name}", customModelName=name,
-        roleArn="arn:aws:iam::123456789012:role/bedrock", baseModelIdentifier=base,
+        jobName=f"job-{name}",
+        customModelName=name,
+        roleArn="arn:aws:iam::123456789012:role/bedrock",
+        baseModelIdentifier=base,
         trainingDataConfig={"s3Uri": "s3://bucket/train.jsonl"},
         outputDataConfig={"s3Uri": "s3://bucket/out/"},
-        hyperParameters={"epochCount": "1"}, customizationType="FINE_TUNING")
+        hyperParameters={"epochCount": "1"},
+        customizationType="FINE_TUNING",
+    )
     model = control.get_custom_model(modelIdentifier=name)
     assert model["baseModelArn"].endswith(base)
     listed = control.list_custom_models()["modelSummaries"]
@@ -40,15 +44,22 @@ def test_control_plane_round_trip(emulator: Emulator, client: Any) -> None:
 
 
 def test_custom_model_uses_its_base_models_profile() -> None:
-    profiles = {"anthropic.claude-3-haiku-20240307-v1:0": {"ttft_ms": 5, "ms_per_token": 1,
-                                                           "answer_tokens": 9,
-                                                           "answer_tokens_spread": 0,
-                                                           "prompt_spread": 0}}
+    profiles = {
+        "anthropic.claude-3-haiku-20240307-v1:0": {
+            "ttft_ms": 5,
+            "ms_per_token": 1,
+            "answer_tokens": 9,
+            "answer_tokens_spread": 0,
+            "prompt_spread": 0,
+        }
+    }
     with Emulator(profiles=profiles) as emu:
         arn = create_custom_model(emu.url, "anthropic.claude-3-haiku-20240307-v1:0")
         client = make_client(emu.url)
-        body = '{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "messages": ' \
-               '[{"role": "user", "content": "hi"}]}'
+        body = (
+            '{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "messages": '
+            '[{"role": "user", "content": "hi"}]}'
+        )
         import json
 
         out = json.loads(client.invoke_model(modelId=arn, body=body)["body"].read())

@@ -61,28 +61,45 @@ def test_count_tokens_matches_converse(client: Any) -> None:
     counted = client.count_tokens(modelId=HAIKU, input={"converse": {"messages": MSGS}})
     used = client.converse(modelId=HAIKU, messages=MSGS)["usage"]["inputTokens"]
     assert counted["inputTokens"] == used
-    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10,
-                       "messages": MSGS}).encode()
+    body = json.dumps(
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10, "messages": MSGS}
+    ).encode()
     via_invoke = client.count_tokens(modelId=HAIKU, input={"invokeModel": {"body": body}})
     assert via_invoke["inputTokens"] == used
 
 
 NATIVE: dict[str, tuple[str, dict[str, Any]]] = {
-    "anthropic": (HAIKU, {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200,
-                          "messages": MSGS}),
-    "nova": ("amazon.nova-lite-v1:0", {"schemaVersion": "messages-v1", "messages": MSGS,
-                                       "inferenceConfig": {"maxTokens": 200}}),
-    "titan": ("amazon.titan-text-express-v1", {"inputText": "Summarise the release notes please",
-                                               "textGenerationConfig": {"maxTokenCount": 200}}),
-    "llama": ("meta.llama3-1-8b-instruct-v1:0", {"prompt": "Summarise the release notes please",
-                                                 "max_gen_len": 200}),
-    "mistral": ("mistral.mistral-7b-instruct-v0:2",
-                {"prompt": "<s>[INST] Summarise the release notes please [/INST]",
-                 "max_tokens": 200}),
+    "anthropic": (
+        HAIKU,
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 200, "messages": MSGS},
+    ),
+    "nova": (
+        "amazon.nova-lite-v1:0",
+        {"schemaVersion": "messages-v1", "messages": MSGS, "inferenceConfig": {"maxTokens": 200}},
+    ),
+    "titan": (
+        "amazon.titan-text-express-v1",
+        {
+            "inputText": "Summarise the release notes please",
+            "textGenerationConfig": {"maxTokenCount": 200},
+        },
+    ),
+    "llama": (
+        "meta.llama3-1-8b-instruct-v1:0",
+        {"prompt": "Summarise the release notes please", "max_gen_len": 200},
+    ),
+    "mistral": (
+        "mistral.mistral-7b-instruct-v0:2",
+        {"prompt": "<s>[INST] Summarise the release notes please [/INST]", "max_tokens": 200},
+    ),
 }
-LIMIT_FIELD = {"anthropic": ("max_tokens",), "nova": ("inferenceConfig", "maxTokens"),
-               "titan": ("textGenerationConfig", "maxTokenCount"), "llama": ("max_gen_len",),
-               "mistral": ("max_tokens",)}
+LIMIT_FIELD = {
+    "anthropic": ("max_tokens",),
+    "nova": ("inferenceConfig", "maxTokens"),
+    "titan": ("textGenerationConfig", "maxTokenCount"),
+    "llama": ("max_gen_len",),
+    "mistral": ("max_tokens",),
+}
 
 
 def parse_native(family: str, body: dict[str, Any]) -> tuple[str, int | None, str]:
@@ -90,8 +107,11 @@ def parse_native(family: str, body: dict[str, Any]) -> tuple[str, int | None, st
     if family == "anthropic":
         return body["content"][0]["text"], body["usage"]["output_tokens"], body["stop_reason"]
     if family == "nova":
-        return (body["output"]["message"]["content"][0]["text"], body["usage"]["outputTokens"],
-                body["stopReason"])
+        return (
+            body["output"]["message"]["content"][0]["text"],
+            body["usage"]["outputTokens"],
+            body["stopReason"],
+        )
     if family == "titan":
         r = body["results"][0]
         return r["outputText"], r["tokenCount"], r["completionReason"]
@@ -100,7 +120,9 @@ def parse_native(family: str, body: dict[str, Any]) -> tuple[str, int | None, st
     return body["outputs"][0]["text"], None, body["outputs"][0]["stop_reason"]
 
 
-def parse_native_stream(family: str, chunks: list[dict[str, Any]]) -> tuple[str, str, dict[str, Any]]:
+def parse_native_stream(
+    family: str, chunks: list[dict[str, Any]]
+) -> tuple[str, str, dict[str, Any]]:
     """(text, native stop reason, invocation metrics) from decoded stream chunks."""
     text, stop = "", ""
     for c in chunks:
@@ -124,17 +146,31 @@ def parse_native_stream(family: str, chunks: list[dict[str, Any]]) -> tuple[str,
     return text, stop, chunks[-1]["amazon-bedrock-invocationMetrics"]
 
 
-END = {"anthropic": "end_turn", "nova": "end_turn", "titan": "FINISH", "llama": "stop",
-       "mistral": "stop"}
-LENGTH = {"anthropic": "max_tokens", "nova": "max_tokens", "titan": "LENGTH", "llama": "length",
-          "mistral": "length"}
+END = {
+    "anthropic": "end_turn",
+    "nova": "end_turn",
+    "titan": "FINISH",
+    "llama": "stop",
+    "mistral": "stop",
+}
+LENGTH = {
+    "anthropic": "max_tokens",
+    "nova": "max_tokens",
+    "titan": "LENGTH",
+    "llama": "length",
+    "mistral": "length",
+}
 
 
 @pytest.mark.parametrize("family", sorted(NATIVE))
 def test_invoke_model_native(emulator: Emulator, client: Any, family: str) -> None:
     model, body = NATIVE[family]
-    resp = client.invoke_model(modelId=model, body=json.dumps(body),
-                               contentType="application/json", accept="application/json")
+    resp = client.invoke_model(
+        modelId=model,
+        body=json.dumps(body),
+        contentType="application/json",
+        accept="application/json",
+    )
     assert resp["contentType"] == "application/json"
     text, tokens, stop = parse_native(family, json.loads(resp["body"].read()))
     headers = resp["ResponseMetadata"]["HTTPHeaders"]
@@ -171,7 +207,8 @@ def test_native_max_tokens(emulator: Emulator, client: Any, family: str, stream:
     if stream:
         resp = client.invoke_model_with_response_stream(modelId=model, body=json.dumps(body))
         text, stop, metrics = parse_native_stream(
-            family, [json.loads(e["chunk"]["bytes"]) for e in resp["body"]])
+            family, [json.loads(e["chunk"]["bytes"]) for e in resp["body"]]
+        )
         assert metrics["outputTokenCount"] == 7
     else:
         resp = client.invoke_model(modelId=model, body=json.dumps(body))
@@ -188,18 +225,27 @@ def test_converse_max_tokens(client: Any) -> None:
 
 def test_stop_sequences(emulator: Emulator, client: Any) -> None:
     # Sentences end with "." and are at most 14 words long, so "." always hits in 20 words.
-    resp = client.converse(modelId="test.fast", messages=MSGS,
-                           inferenceConfig={"stopSequences": ["."]})
+    resp = client.converse(
+        modelId="test.fast", messages=MSGS, inferenceConfig={"stopSequences": ["."]}
+    )
     text = resp["output"]["message"]["content"][0]["text"]
     assert resp["stopReason"] == "stop_sequence"
     assert "." not in text and 5 <= resp["usage"]["outputTokens"] == len(text.split()) <= 14
-    events = list(client.converse_stream(modelId="test.fast", messages=MSGS,
-                                         inferenceConfig={"stopSequences": ["."]})["stream"])
-    streamed = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events
-                       if "contentBlockDelta" in e)
+    events = list(
+        client.converse_stream(
+            modelId="test.fast", messages=MSGS, inferenceConfig={"stopSequences": ["."]}
+        )["stream"]
+    )
+    streamed = "".join(
+        e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e
+    )
     assert "." not in streamed and events[-2]["messageStop"]["stopReason"] == "stop_sequence"
-    body = {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 100, "messages": MSGS,
-            "stop_sequences": ["."]}
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 100,
+        "messages": MSGS,
+        "stop_sequences": ["."],
+    }
     native = json.loads(client.invoke_model(modelId=HAIKU, body=json.dumps(body))["body"].read())
     assert native["stop_reason"] == "stop_sequence" and native["stop_sequence"] == "."
 
@@ -207,8 +253,12 @@ def test_stop_sequences(emulator: Emulator, client: Any) -> None:
 def test_optimized_latency_is_faster_and_echoed(emulator: Emulator, client: Any) -> None:
     model = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
     std = client.converse(modelId=model, messages=MSGS)
-    opt = client.converse(modelId=model, messages=MSGS, performanceConfig={"latency": "optimized"},
-                          serviceTier={"type": "priority"})
+    opt = client.converse(
+        modelId=model,
+        messages=MSGS,
+        performanceConfig={"latency": "optimized"},
+        serviceTier={"type": "priority"},
+    )
     assert opt["performanceConfig"] == {"latency": "optimized"}
     assert opt["serviceTier"] == {"type": "priority"}
     assert "performanceConfig" not in std
@@ -216,22 +266,35 @@ def test_optimized_latency_is_faster_and_echoed(emulator: Emulator, client: Any)
     rec_std, rec_opt = emulator.requests[-2:]
     assert rec_opt.ttft_ms == pytest.approx(rec_std.ttft_ms / 2)  # type: ignore[operator]
     assert rec_opt.performance_latency == "optimized" and rec_opt.service_tier == "priority"
-    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
-                       "messages": MSGS})
-    inv = client.invoke_model(modelId=model, body=body, performanceConfigLatency="optimized",
-                              serviceTier="flex")
+    body = json.dumps(
+        {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50, "messages": MSGS}
+    )
+    inv = client.invoke_model(
+        modelId=model, body=body, performanceConfigLatency="optimized", serviceTier="flex"
+    )
     assert inv["performanceConfigLatency"] == "optimized" and inv["serviceTier"] == "flex"
     assert emulator.requests[-1].ttft_ms == pytest.approx(60.0)
-    events = list(client.converse_stream(modelId=model, messages=MSGS,
-                                         performanceConfig={"latency": "optimized"})["stream"])
+    events = list(
+        client.converse_stream(
+            modelId=model, messages=MSGS, performanceConfig={"latency": "optimized"}
+        )["stream"]
+    )
     assert events[-1]["metadata"]["performanceConfig"] == {"latency": "optimized"}
 
 
-@pytest.mark.parametrize("model_id,key", [
-    ("arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0", HAIKU),
-    ("arn:aws:bedrock:us-east-1:123456789012:custom-model/abc/xyz123",
-     "arn:aws:bedrock:*:custom-model/*"),
-])
+@pytest.mark.parametrize(
+    ("model_id", "key"),
+    [
+        (
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
+            HAIKU,
+        ),
+        (
+            "arn:aws:bedrock:us-east-1:123456789012:custom-model/abc/xyz123",
+            "arn:aws:bedrock:*:custom-model/*",
+        ),
+    ],
+)
 def test_arn_model_ids(emulator: Emulator, client: Any, model_id: str, key: str) -> None:
     events = list(client.converse_stream(modelId=model_id, messages=MSGS)["stream"])
     assert "metadata" in events[-1]
@@ -258,22 +321,27 @@ def test_unknown_model_is_resource_not_found(client: Any) -> None:
 
 def test_set_profile_on_unknown_id(emulator: Emulator, client: Any) -> None:
     emulator.set_profile("brand.new-model", answer_tokens=3, family="llama")
-    out = client.invoke_model(modelId="brand.new-model",
-                              body=json.dumps({"prompt": "hi there", "max_gen_len": 9}))
+    out = client.invoke_model(
+        modelId="brand.new-model", body=json.dumps({"prompt": "hi there", "max_gen_len": 9})
+    )
     assert json.loads(out["body"].read())["generation_token_count"] == 3
     emulator.reset_overrides()
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.converse(modelId="brand.new-model", messages=MSGS)
 
 
-@pytest.mark.parametrize("model,body", [
-    (HAIKU, {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10}),
-    (HAIKU, {"anthropic_version": "bedrock-2023-05-31", "messages": MSGS}),
-    ("amazon.titan-text-express-v1", {"textGenerationConfig": {}}),
-    ("meta.llama3-1-8b-instruct-v1:0", "not json"),
-])
-def test_malformed_bodies_are_validation_errors(emulator: Emulator, client: Any, model: str,
-                                                body: Any) -> None:
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (HAIKU, {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 10}),
+        (HAIKU, {"anthropic_version": "bedrock-2023-05-31", "messages": MSGS}),
+        ("amazon.titan-text-express-v1", {"textGenerationConfig": {}}),
+        ("meta.llama3-1-8b-instruct-v1:0", "not json"),
+    ],
+)
+def test_malformed_bodies_are_validation_errors(
+    emulator: Emulator, client: Any, model: str, body: Any
+) -> None:
     raw = body if isinstance(body, str) else json.dumps(body)
     with pytest.raises(client.exceptions.ValidationException) as info:
         client.invoke_model(modelId=model, body=raw)
@@ -287,8 +355,11 @@ def test_keep_alive_reuses_one_connection(emulator: Emulator, client: Any) -> No
     for _ in range(3):
         resp = client.converse(modelId="test.fast", messages=MSGS, inferenceConfig={"maxTokens": 2})
         ports.append(resp["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"])
-        list(client.converse_stream(modelId="test.fast", messages=MSGS,
-                                    inferenceConfig={"maxTokens": 2})["stream"])
+        list(
+            client.converse_stream(
+                modelId="test.fast", messages=MSGS, inferenceConfig={"maxTokens": 2}
+            )["stream"]
+        )
     pool = client._endpoint.http_session._manager.connection_from_url(emulator.url)
     assert pool.num_connections == 1
     assert len(set(ports)) == 3

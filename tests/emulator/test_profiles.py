@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_toml_defaults_like_and_globs(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [defaults]
 jitter = 0.1
 
@@ -37,13 +40,18 @@ family = "llama"
 
 [models."*"]
 ms_per_token = 1
-""")
+""",
+    )
     ps = load_profiles(path)
     assert isinstance(ps, ProfileSet)
     support = ps.match("support-v3")
     assert support is not None
-    assert (support.ttft_ms, support.answer_tokens, support.jitter, support.family) == \
-        (300.0, 120.0, 0.1, "anthropic")
+    assert (support.ttft_ms, support.answer_tokens, support.jitter, support.family) == (
+        300.0,
+        120.0,
+        0.1,
+        "anthropic",
+    )
     assert support.ms_per_token == 20.0  # built-in default
     longest = ps.match("arn:aws:bedrock:us-east-1:1:custom-model/x")
     assert longest is not None and longest.family == "llama"
@@ -55,27 +63,40 @@ ms_per_token = 1
 
 def test_default_profile_file_is_valid() -> None:
     ps = load_profiles(None)
-    for key in ("anthropic.claude-3-haiku-20240307-v1:0", "amazon.titan-text-express-v1",
-                "us.anthropic.claude-3-5-haiku-20241022-v1:0", "amazon.nova-lite-v1:0",
-                "meta.llama3-1-8b-instruct-v1:0", "mistral.mistral-7b-instruct-v0:2"):
+    for key in (
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "amazon.titan-text-express-v1",
+        "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "amazon.nova-lite-v1:0",
+        "meta.llama3-1-8b-instruct-v1:0",
+        "mistral.mistral-7b-instruct-v0:2",
+    ):
         profile = ps.match(key)
         assert profile is not None and profile.ms_per_token <= 10
     custom = ps.match("arn:aws:bedrock:us-east-1:123456789012:custom-model/m")
     assert custom is not None and custom.family == "titan"
 
 
-@pytest.mark.parametrize("body,message", [
-    ('ttft = 3', 'profiles.toml: model "support-v3": unknown field "ttft" (allowed: like, family, '
-                 'ttft_ms,'),
-    ('jitter = "high"', 'profiles.toml: model "support-v3": field "jitter" must be a number >= 0 '
-                        '(got "high")'),
-    ('ttft_ms = true', 'field "ttft_ms" must be a number >= 0 (got True)'),
-    ('ms_per_token = -1', 'field "ms_per_token" must be a number >= 0 (got -1)'),
-    ('throttle_rate = 1.5', 'field "throttle_rate" must be a number between 0 and 1 (got 1.5)'),
-    ('tokens_per_chunk = 0', 'field "tokens_per_chunk" must be an integer >= 1 (got 0)'),
-    ('family = "gpt"', 'field "family" must be one of anthropic, nova, titan, llama, mistral'),
-    ('like = "missing"', 'field "like" names unknown model "missing"'),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "ttft = 3",
+            'profiles.toml: model "support-v3": unknown field "ttft" (allowed: like, family, '
+            "ttft_ms,",
+        ),
+        (
+            'jitter = "high"',
+            'profiles.toml: model "support-v3": field "jitter" must be a number >= 0 (got "high")',
+        ),
+        ("ttft_ms = true", 'field "ttft_ms" must be a number >= 0 (got True)'),
+        ("ms_per_token = -1", 'field "ms_per_token" must be a number >= 0 (got -1)'),
+        ("throttle_rate = 1.5", 'field "throttle_rate" must be a number between 0 and 1 (got 1.5)'),
+        ("tokens_per_chunk = 0", 'field "tokens_per_chunk" must be an integer >= 1 (got 0)'),
+        ('family = "gpt"', 'field "family" must be one of anthropic, nova, titan, llama, mistral'),
+        ('like = "missing"', 'field "like" names unknown model "missing"'),
+    ],
+)
 def test_bad_fields_give_one_clear_error(tmp_path: Path, body: str, message: str) -> None:
     path = write(tmp_path, f'[models."support-v3"]\n{body}\n')
     with pytest.raises(ProfileError) as info:
@@ -99,19 +120,24 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_profiles(tmp_path / "nope.toml")
 
 
-def test_server_never_starts_half_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_server_never_starts_half_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import pytest_bedrock_latency.emulator.server as server
 
     bound: list[Any] = []
-    monkeypatch.setattr(server._Server, "__init__",
-                        lambda *a, **k: bound.append(a))  # would record a bind
+    monkeypatch.setattr(
+        server._Server, "__init__", lambda *a, **k: bound.append(a)
+    )  # would record a bind
     with pytest.raises(ProfileError):
         Emulator(profiles={"m": {"jitter": -1}}).start()
     assert bound == []
 
 
 def test_set_profile_validates(emulator: Emulator) -> None:
-    with pytest.raises(ProfileError, match='set_profile: model "test.fast": unknown field "speed"'):
+    with pytest.raises(
+        ProfileError, match=re.escape('set_profile: model "test.fast": unknown field "speed"')
+    ):
         emulator.set_profile("test.fast", speed=3)
     with pytest.raises(ProfileError, match='field "jitter" must be a number >= 0'):
         emulator.set_profile("test.fast", jitter=-0.1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import statistics
 import threading
 import time
@@ -15,7 +16,9 @@ from pytest_bedrock_latency.emulator import Emulator
 from .conftest import MSGS, TEST_PROFILES, make_client
 
 
-def timed_stream(client: Any, model: str, prompt: str = "timing check") -> tuple[float, list[float], int]:
+def timed_stream(
+    client: Any, model: str, prompt: str = "timing check"
+) -> tuple[float, list[float], int]:
     """(request-sent perf_counter, arrival time of each delta, outputTokens).
 
     The start is taken in botocore's ``before-send`` hook, i.e. after serialising and signing,
@@ -28,8 +31,9 @@ def timed_stream(client: Any, model: str, prompt: str = "timing check") -> tuple
 
     client.meta.events.register("before-send.bedrock-runtime.ConverseStream", on_send)
     try:
-        resp = client.converse_stream(modelId=model,
-                                      messages=[{"role": "user", "content": [{"text": prompt}]}])
+        resp = client.converse_stream(
+            modelId=model, messages=[{"role": "user", "content": [{"text": prompt}]}]
+        )
         stamps: list[float] = []
         tokens = 0
         for event in resp["stream"]:
@@ -48,10 +52,10 @@ def test_deltas_arrive_at_emitted_times(emulator: Emulator, client: Any) -> None
     rec = emulator.requests[-1]
     assert tokens == 25 == len(stamps) == len(rec.token_offsets_ms)
     observed = [(s - start) * 1000 for s in stamps]
-    for seen, planned in zip(observed, rec.token_offsets_ms):
+    for seen, planned in zip(observed, rec.token_offsets_ms, strict=False):
         assert abs(seen - planned) < 25, (seen, planned)
     assert abs(observed[0] - 200) < 15
-    gaps = [b - a for a, b in zip(observed, observed[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(observed)]
     assert statistics.median(gaps) == pytest.approx(20, rel=0.05)
     # Arrival is incremental, not one burst at the end.
     assert observed[-1] - observed[0] > 400
@@ -70,8 +74,9 @@ def test_concurrent_streams_keep_their_pace(emulator: Emulator) -> None:
         barrier.wait()
         start, stamps, tokens = timed_stream(clients[i], "timing.model", f"prompt {i}")
         with lock:
-            results.append(((stamps[0] - start) * 1000,
-                             (stamps[-1] - stamps[0]) * 1000 / (tokens - 1)))
+            results.append(
+                ((stamps[0] - start) * 1000, (stamps[-1] - stamps[0]) * 1000 / (tokens - 1))
+            )
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     # Client and server share this process: keep a full GC pass of the test session's
@@ -95,13 +100,13 @@ def test_jitter_is_applied(emulator: Emulator, client: Any) -> None:
     emulator.set_profile("test.fast", jitter=0.5, ms_per_token=4, answer_tokens=40)
     client.converse(modelId="test.fast", messages=MSGS)
     offsets = emulator.requests[-1].token_offsets_ms
-    gaps = [b - a for a, b in zip(offsets, offsets[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(offsets)]
     assert statistics.pstdev(gaps) > 0.5
     assert statistics.mean(gaps) == pytest.approx(4, rel=0.35)
     emulator.set_profile("test.fast", jitter=0.0, ms_per_token=4, answer_tokens=40)
     client.converse(modelId="test.fast", messages=MSGS)
     flat = emulator.requests[-1].token_offsets_ms
-    assert {round(b - a, 6) for a, b in zip(flat, flat[1:])} == {4.0}
+    assert {round(b - a, 6) for a, b in itertools.pairwise(flat)} == {4.0}
 
 
 def _texts(profiles: dict[str, Any], n: int = 3) -> list[tuple[str, int]]:
@@ -110,16 +115,24 @@ def _texts(profiles: dict[str, Any], n: int = 3) -> list[tuple[str, int]]:
         out = []
         for _ in range(n):
             resp = client.converse(modelId="test.fast", messages=MSGS)
-            out.append((resp["output"]["message"]["content"][0]["text"],
-                        resp["usage"]["outputTokens"]))
+            out.append(
+                (resp["output"]["message"]["content"][0]["text"], resp["usage"]["outputTokens"])
+            )
         return out
 
 
 def test_determinism_same_seed_same_answers() -> None:
-    profiles: dict[str, Any] = {"defaults": TEST_PROFILES["defaults"],
-                                "models": {"test.fast": {"family": "nova", "seed": 7,
-                                                         "answer_tokens_spread": 0.5,
-                                                         "prompt_spread": 0.5}}}
+    profiles: dict[str, Any] = {
+        "defaults": TEST_PROFILES["defaults"],
+        "models": {
+            "test.fast": {
+                "family": "nova",
+                "seed": 7,
+                "answer_tokens_spread": 0.5,
+                "prompt_spread": 0.5,
+            }
+        },
+    }
     first, second = _texts(profiles), _texts(profiles)
     assert first == second
     # Samples of one prompt differ from each other (sample number feeds text and length).
@@ -138,8 +151,11 @@ def test_outliers_are_slower_and_flagged(emulator: Emulator, client: Any) -> Non
 
 
 def test_answer_length_spreads(emulator: Emulator, client: Any) -> None:
-    emulator.set_profile("test.fast", answer_tokens=30, answer_tokens_spread=0.3, ms_per_token=0,
-                         ttft_ms=0)
-    lengths = {client.converse(modelId="test.fast", messages=MSGS)["usage"]["outputTokens"]
-               for _ in range(8)}
+    emulator.set_profile(
+        "test.fast", answer_tokens=30, answer_tokens_spread=0.3, ms_per_token=0, ttft_ms=0
+    )
+    lengths = {
+        client.converse(modelId="test.fast", messages=MSGS)["usage"]["outputTokens"]
+        for _ in range(8)
+    }
     assert len(lengths) > 2

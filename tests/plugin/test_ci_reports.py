@@ -19,22 +19,32 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from support_bot.testing import BASE, CONCISE, VERBOSE, Run, isolated_environ, load_report, run_suite_in
+from support_bot.testing import (
+    BASE,
+    CONCISE,
+    VERBOSE,
+    Run,
+    isolated_environ,
+    load_report,
+    run_suite_in,
+)
 
 from pytest_bedrock_latency import plot
 from pytest_bedrock_latency.benchmark_bridge import benchmark_entries, series
 from pytest_bedrock_latency.results import TestResult
 
 try:  # imported before any pytester snapshot of sys.modules: numpy cannot be loaded twice per process
-    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.backends.backend_agg
     import matplotlib.figure  # noqa: F401
 
     HAVE_MATPLOTLIB = True
 except ImportError:
     HAVE_MATPLOTLIB = False
 
-needs_matplotlib = pytest.mark.skipif(not HAVE_MATPLOTLIB, reason="matplotlib is not installed "
-                                      "(pip install 'pytest-bedrock-latency[plot]')")
+needs_matplotlib = pytest.mark.skipif(
+    not HAVE_MATPLOTLIB,
+    reason="matplotlib is not installed (pip install 'pytest-bedrock-latency[plot]')",
+)
 
 SUITE = f"""
     import pytest
@@ -82,11 +92,18 @@ BRIDGE = ["-p", "pytest_bedrock_latency.benchmark_bridge"]
 COUNTS = "bedrock output tokens (counts, not seconds)"
 
 
-def _run(factory: pytest.TempPathFactory, name: str, args: list[str], tests: dict[str, str] | None = None,
-         **environ: str) -> Run:
+def _run(
+    factory: pytest.TempPathFactory,
+    name: str,
+    args: list[str],
+    tests: dict[str, str] | None = None,
+    **environ: str,
+) -> Run:
     directory = factory.mktemp(name)
     env = isolated_environ(directory, SUPPORT_BOT_MODEL_ID=CONCISE, **environ)
-    return run_suite_in(directory, tests or {"test_app": SUITE}, ["--bedrock-baseline", BASE, *args], env)
+    return run_suite_in(
+        directory, tests or {"test_app": SUITE}, ["--bedrock-baseline", BASE, *args], env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +111,24 @@ def ci(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """Everything on, as in a GitHub Actions job; no regular benchmark in the session."""
     summary = tmp_path_factory.mktemp("github") / "step-summary.md"
     summary.write_text("## Unit tests\n\nall green\n")  # what earlier steps wrote stays
-    run = _run(tmp_path_factory, "ci", [
-        "-v", *BRIDGE, "--benchmark-autosave", "--benchmark-storage=file://bench-storage",
-        "--benchmark-json", "bench.json", "--bedrock-report", "report.json", "--junitxml", "junit.xml",
-    ], GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
+    run = _run(
+        tmp_path_factory,
+        "ci",
+        [
+            "-v",
+            *BRIDGE,
+            "--benchmark-autosave",
+            "--benchmark-storage=file://bench-storage",
+            "--benchmark-json",
+            "bench.json",
+            "--bedrock-report",
+            "report.json",
+            "--junitxml",
+            "junit.xml",
+        ],
+        GITHUB_ACTIONS="true",
+        GITHUB_STEP_SUMMARY=str(summary),
+    )
     assert run.returncode == 1, run.stdout + run.stderr
     assert re.search(r"3 failed, 3 passed", run.stdout), run.stdout
     (run.path / "summary.md").write_text(summary.read_text())
@@ -116,10 +147,20 @@ def test_github_step_summary_is_appended(ci: Run) -> None:
     text = (ci.path / "summary.md").read_text()
     assert text.startswith("## Unit tests\n\nall green\n")
     assert "## Bedrock latency" in text
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
-    assert set(rows) == {"`test_fast_enough`", "`test_too_long`", "`test_release_gate`", "`test_fixture_only`",
-                         "`test_app_assertion_fails`"}
-    assert "✅ passed" in rows["`test_fast_enough`"] and "support-concise" in rows["`test_fast_enough`"]
+    rows = {
+        line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")
+    }
+    assert set(rows) == {
+        "`test_fast_enough`",
+        "`test_too_long`",
+        "`test_release_gate`",
+        "`test_fixture_only`",
+        "`test_app_assertion_fails`",
+    }
+    assert (
+        "✅ passed" in rows["`test_fast_enough`"]
+        and "support-concise" in rows["`test_fast_enough`"]
+    )
     assert "❌ failed" in rows["`test_too_long`"]
     assert "### Regression gates" in text
     (gate_row,) = [line for line in text.splitlines() if line.startswith("| test_release_gate ")]
@@ -132,10 +173,19 @@ def test_github_step_summary_is_appended(ci: Run) -> None:
 def test_failed_gates_become_error_annotations(ci: Run) -> None:
     annotations = [line for line in ci.lines if line.startswith("::")]
     assert len(annotations) == 2, annotations
-    assert any(a.startswith("::error file=test_app.py,title=test_too_long::bedrock_length: output tokens max")
-               for a in annotations)
-    assert any(a.startswith("::error file=test_app.py,title=test_release_gate::bedrock_regression: candidate "
-                            "support-verbose is more verbose") for a in annotations)
+    assert any(
+        a.startswith(
+            "::error file=test_app.py,title=test_too_long::bedrock_length: output tokens max"
+        )
+        for a in annotations
+    )
+    assert any(
+        a.startswith(
+            "::error file=test_app.py,title=test_release_gate::bedrock_regression: candidate "
+            "support-verbose is more verbose"
+        )
+        for a in annotations
+    )
 
 
 def test_no_annotations_outside_github(plain: Run) -> None:
@@ -145,8 +195,10 @@ def test_no_annotations_outside_github(plain: Run) -> None:
 # -- JUnit XML -------------------------------------------------------------------------------------
 def _junit(run: Run) -> dict[str, dict[str, str]]:
     root = ET.parse(run.path / "junit.xml").getroot()
-    return {case.get("name", ""): {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
-            for case in root.iter("testcase")}
+    return {
+        case.get("name", ""): {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+        for case in root.iter("testcase")
+    }
 
 
 def test_junit_xml_has_the_figures_of_every_marked_test(ci: Run) -> None:
@@ -156,9 +208,13 @@ def test_junit_xml_has_the_figures_of_every_marked_test(ci: Run) -> None:
     assert 10 < float(fast["bedrock_ttft_ms_p50"]) < 1000
     assert 0.5 < float(fast["bedrock_ms_per_token_p50"]) < 50
     assert float(fast["bedrock_output_tokens_p50"]) > 5
-    assert float(cases["test_too_long"]["bedrock_output_tokens_max"]) > 5  # a failed bound still charts
+    assert (
+        float(cases["test_too_long"]["bedrock_output_tokens_max"]) > 5
+    )  # a failed bound still charts
     assert float(cases["test_release_gate"]["bedrock_calls"]) == 1
-    assert float(cases["test_fixture_only"]["bedrock_calls"]) == 1  # measured through the fixture alone
+    assert (
+        float(cases["test_fixture_only"]["bedrock_calls"]) == 1
+    )  # measured through the fixture alone
     assert cases["test_no_bedrock"] == {}
 
 
@@ -171,7 +227,9 @@ def _benchmark_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """pytest-benchmark's console script (next to this Python), as a user would run it."""
     script = Path(sys.executable).with_name("pytest-benchmark")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "pytest_benchmark"]
-    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def _entries(run: Run) -> dict[tuple[str, str], dict]:  # type: ignore[type-arg]
@@ -194,14 +252,20 @@ def test_benchmark_json_holds_the_bedrock_series_without_any_regular_benchmark(c
     assert base["stats"]["rounds"] >= 5
     assert gate["fullname"] == f"test_app.py::test_release_gate::ms_per_token[{VERBOSE}]"
     # The values are the measured ones, in seconds; the statistics are pytest-benchmark's.
-    fast = next(t for t in load_report(ci.path / "report.json")["tests"] if t["nodeid"].endswith("test_fast_enough"))
+    fast = next(
+        t
+        for t in load_report(ci.path / "report.json")["tests"]
+        if t["nodeid"].endswith("test_fast_enough")
+    )
     ttft = entries[("bedrock TTFT", "test_fast_enough[support-concise]")]["stats"]
     assert ttft["data"] == [pytest.approx(fast["calls"][0]["ttft_ms"] / 1000)]
     assert ttft["rounds"] == 1 and ttft["min"] == ttft["max"] == ttft["median"]
     tokens = entries[(COUNTS, "test_release_gate[support-verbose]")]["stats"]
     assert tokens["median"] > 30 and all(float(v).is_integer() for v in tokens["data"])
     tokens_base = entries[(COUNTS, "test_release_gate[amazon.titan-text-express-v1]")]["stats"]
-    assert tokens["median"] > 1.3 * tokens_base["median"]  # the verbose fine-tune shows in the numbers
+    assert (
+        tokens["median"] > 1.3 * tokens_base["median"]
+    )  # the verbose fine-tune shows in the numbers
 
 
 def test_benchmark_autosave_storage_and_the_compare_command(ci: Run) -> None:
@@ -209,12 +273,27 @@ def test_benchmark_autosave_storage_and_the_compare_command(ci: Run) -> None:
     assert len(saved) == 1
     listing = _benchmark_cli("--storage", "file://bench-storage", "list", cwd=ci.path)
     assert saved[0].name in listing.stdout, listing.stdout + listing.stderr
-    compared = _benchmark_cli("--storage", "file://bench-storage", "compare", "0001", "--group-by", "group",
-                              "--columns", "min,median,max,rounds", cwd=ci.path)
+    compared = _benchmark_cli(
+        "--storage",
+        "file://bench-storage",
+        "compare",
+        "0001",
+        "--group-by",
+        "group",
+        "--columns",
+        "min,median,max,rounds",
+        cwd=ci.path,
+    )
     assert compared.returncode == 0, compared.stderr
-    for text in ("benchmark 'bedrock ms/token'", "benchmark 'bedrock TTFT'", f"benchmark '{COUNTS}'",
-                 "test_release_gate[support-verbose]", "test_release_gate[amazon.titan-text-express-v1]",
-                 "test_fast_enough[support-concise]", "Name (time in ms)"):
+    for text in (
+        "benchmark 'bedrock ms/token'",
+        "benchmark 'bedrock TTFT'",
+        f"benchmark '{COUNTS}'",
+        "test_release_gate[support-verbose]",
+        "test_release_gate[amazon.titan-text-express-v1]",
+        "test_fast_enough[support-concise]",
+        "Name (time in ms)",
+    ):
         assert text in compared.stdout, text
 
 
@@ -223,26 +302,61 @@ def test_nothing_is_added_when_pytest_benchmark_is_not_asked_to_save(plain: Run)
 
 
 def test_bedrock_entries_join_regular_benchmarks(tmp_path_factory: pytest.TempPathFactory) -> None:
-    run = _run(tmp_path_factory, "joined",
-               [*BRIDGE, "--benchmark-json", "bench.json", "--benchmark-min-rounds", "1", "--benchmark-max-time",
-                "0.01"], {"test_app": SUITE, "test_bench": REGULAR_BENCHMARK})
+    run = _run(
+        tmp_path_factory,
+        "joined",
+        [
+            *BRIDGE,
+            "--benchmark-json",
+            "bench.json",
+            "--benchmark-min-rounds",
+            "1",
+            "--benchmark-max-time",
+            "0.01",
+        ],
+        {"test_app": SUITE, "test_bench": REGULAR_BENCHMARK},
+    )
     assert re.search(r"3 failed, 4 passed", run.stdout), run.stdout + run.stderr
     names = [b["name"] for b in json.loads((run.path / "bench.json").read_text())["benchmarks"]]
     assert "test_parsing_speed" in names and "test_fast_enough[support-concise]" in names
-    assert "benchmark 'bedrock ms/token'" in run.stdout  # pytest-benchmark's own table shows them too
+    assert (
+        "benchmark 'bedrock ms/token'" in run.stdout
+    )  # pytest-benchmark's own table shows them too
 
 
 def test_series_and_entries_from_results() -> None:
     assert benchmark_entries([TestResult.from_json({"nodeid": "t.py::test_x", "calls": []})]) == []
-    call = {"model_id": "m", "operation": "ConverseStream", "text": "", "input_tokens": 3, "output_tokens": 11,
-            "stop_reason": "end_turn", "ttft_ms": 100.0, "total_ms": 300.0, "ms_per_token": 20.0,
-            "tokens_per_second": 55.0, "server_latency_ms": None, "words": 11, "chars": 60, "attempts": 1,
-            "retry_wait_ms": 0.0, "started_at": 0.0}
-    result = TestResult.from_json({"nodeid": "t.py::test_x", "calls": [call, {**call, "ms_per_token": 30.0}]})
+    call = {
+        "model_id": "m",
+        "operation": "ConverseStream",
+        "text": "",
+        "input_tokens": 3,
+        "output_tokens": 11,
+        "stop_reason": "end_turn",
+        "ttft_ms": 100.0,
+        "total_ms": 300.0,
+        "ms_per_token": 20.0,
+        "tokens_per_second": 55.0,
+        "server_latency_ms": None,
+        "words": 11,
+        "chars": 60,
+        "attempts": 1,
+        "retry_wait_ms": 0.0,
+        "started_at": 0.0,
+    }
+    result = TestResult.from_json(
+        {"nodeid": "t.py::test_x", "calls": [call, {**call, "ms_per_token": 30.0}]}
+    )
     assert [(s.metric.key, s.values) for s in series([result])] == [
-        ("ms_per_token", (20.0, 30.0)), ("ttft_ms", (100.0, 100.0)), ("output_tokens", (11.0, 11.0))]
+        ("ms_per_token", (20.0, 30.0)),
+        ("ttft_ms", (100.0, 100.0)),
+        ("output_tokens", (11.0, 11.0)),
+    ]
     (ms_per_token, _, tokens) = benchmark_entries([result])
-    assert ms_per_token["stats"]["mean"] == pytest.approx(0.025) and ms_per_token["stats"]["rounds"] == 2
+    assert (
+        ms_per_token["stats"]["mean"] == pytest.approx(0.025)
+        and ms_per_token["stats"]["rounds"] == 2
+    )
     assert tokens["stats"]["data"] == [11.0, 11.0] and tokens["extra_info"]["role"] == "called"
 
 
@@ -263,15 +377,23 @@ def test_plot_draws_one_picture_per_gated_test(ci: Run, tmp_path: Path) -> None:
     assert plot.plot_gates([r for r in results if r.regression is None], tmp_path / "none") == []
 
 
-def test_plot_without_matplotlib_says_how_to_install_it(ci: Run, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
+def test_plot_without_matplotlib_says_how_to_install_it(
+    ci: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "matplotlib",
+        "matplotlib.figure",
+        "matplotlib.backends",
+        "matplotlib.backends.backend_agg",
+    ):
         monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
     assert not plot.available()
     with pytest.raises(plot.PlotUnavailable) as raised:
         plot.plot_gates(_results(ci), tmp_path / "plots")
-    assert str(raised.value) == ("bedrock: --bedrock-plot needs matplotlib, which is not installed: "
-                                 "pip install 'pytest-bedrock-latency[plot]'")
+    assert str(raised.value) == (
+        "bedrock: --bedrock-plot needs matplotlib, which is not installed: "
+        "pip install 'pytest-bedrock-latency[plot]'"
+    )
     assert not (tmp_path / "plots").exists()
 
 
@@ -283,7 +405,9 @@ def test_plot_file_names_are_safe_and_distinct() -> None:
 # -- the plugin's own wiring (bridge registered by default, --bedrock-plot) -----------------------------
 @pytest.fixture(scope="module")
 def defaults(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return _run(tmp_path_factory, "defaults", ["--benchmark-json", "bench.json", "--bedrock-plot", "plots"])
+    return _run(
+        tmp_path_factory, "defaults", ["--benchmark-json", "bench.json", "--bedrock-plot", "plots"]
+    )
 
 
 def test_the_benchmark_bridge_is_on_by_default(defaults: Run) -> None:
@@ -313,7 +437,9 @@ CANDIDATE = "arn:aws:bedrock:us-east-1:123456789012:custom-model/support-{}"
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkout-like directory with a copy of examples/ (reports land here, not in the repo)."""
     root = tmp_path_factory.mktemp("checkout")
-    shutil.copytree(EXAMPLES, root / "examples", ignore=shutil.ignore_patterns("__pycache__", ".bedrock*"))
+    shutil.copytree(
+        EXAMPLES, root / "examples", ignore=shutil.ignore_patterns("__pycache__", ".bedrock*")
+    )
     bin_dir = root / "bin"  # the workflow says `python`: make it this interpreter
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
@@ -330,30 +456,64 @@ def test_the_release_gate_workflow_runs_against_the_emulator(workspace: Path) ->
     yaml = pytest.importorskip("yaml")
     workflow = yaml.safe_load((EXAMPLES / "ci" / "release-gate.yml").read_text())
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
-    inputs = {name: spec.get("default") for name, spec in triggers["workflow_dispatch"]["inputs"].items()}
+    inputs = {
+        name: spec.get("default") for name, spec in triggers["workflow_dispatch"]["inputs"].items()
+    }
     assert inputs["emulator"] is True and set(triggers["workflow_call"]["inputs"]) == set(inputs)
     steps = workflow["jobs"]["gate"]["steps"]
-    assert "pip install -e" in next(s["run"] for s in steps if s.get("name") == "Install pytest-bedrock-latency")
+    assert "pip install -e" in next(
+        s["run"] for s in steps if s.get("name") == "Install pytest-bedrock-latency"
+    )
     gate = next(s for s in steps if s.get("name") == "Release gate")
-    assert "--bedrock-require" in gate["run"] and "--bedrock-report bedrock-report.json" in gate["run"]
-    assert "-m bedrock_regression" in gate["run"] and "${{" not in gate["run"]  # inputs only through env
+    assert (
+        "--bedrock-require" in gate["run"] and "--bedrock-report bedrock-report.json" in gate["run"]
+    )
+    assert (
+        "-m bedrock_regression" in gate["run"] and "${{" not in gate["run"]
+    )  # inputs only through env
 
     def expand(value: str, given: dict[str, object]) -> str:
-        return re.sub(r"\$\{\{\s*inputs\.(\w+)\s*\}\}", lambda m: str(given[m.group(1)]).lower()
-                      if isinstance(given[m.group(1)], bool) else str(given[m.group(1)] or ""), value)
+        return re.sub(
+            r"\$\{\{\s*inputs\.(\w+)\s*\}\}",
+            lambda m: (
+                str(given[m.group(1)]).lower()
+                if isinstance(given[m.group(1)], bool)
+                else str(given[m.group(1)] or "")
+            ),
+            value,
+        )
 
     # Run the step's script as Actions would, once for a good and once for a verbose fine-tune.
     jobs = {}
-    for label, model in (("good", CANDIDATE.format("concise")), ("verbose", CANDIDATE.format("verbose"))):
+    for label, model in (
+        ("good", CANDIDATE.format("concise")),
+        ("verbose", CANDIDATE.format("verbose")),
+    ):
         directory = workspace / f"job-{label}"
         shutil.copytree(workspace / "examples", directory / "examples")
         summary = directory / "step-summary.md"
-        env = {name: expand(str(value), {**inputs, "model_id": model}) for name, value in gate["env"].items()}
-        jobs[label] = (directory, summary, subprocess.Popen(
-            ["bash", "-e", "-c", gate["run"]], cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=_environ(workspace, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary), **env)))
-    outputs = {label: (directory, summary, process.communicate(timeout=120)[0], process.returncode)
-               for label, (directory, summary, process) in jobs.items()}
+        env = {
+            name: expand(str(value), {**inputs, "model_id": model})
+            for name, value in gate["env"].items()
+        }
+        jobs[label] = (
+            directory,
+            summary,
+            subprocess.Popen(
+                ["bash", "-e", "-c", gate["run"]],
+                cwd=directory,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=_environ(
+                    workspace, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary), **env
+                ),
+            ),
+        )
+    outputs = {
+        label: (directory, summary, process.communicate(timeout=120)[0], process.returncode)
+        for label, (directory, summary, process) in jobs.items()
+    }
 
     directory, summary, output, status = outputs["good"]
     assert status == 0, output
@@ -366,22 +526,47 @@ def test_the_release_gate_workflow_runs_against_the_emulator(workspace: Path) ->
 
     directory, summary, output, status = outputs["verbose"]
     assert status == 1, output
-    assert "::error file=test_release_gate.py,title=test_fine_tune_is_no_slower_and_no_wordier::bedrock_regression: " \
-           "candidate support-verbose is more verbose" in output
+    assert (
+        "::error file=test_release_gate.py,title=test_fine_tune_is_no_slower_and_no_wordier::bedrock_regression: "
+        "candidate support-verbose is more verbose" in output
+    )
     assert "FAIL" in summary.read_text()
 
 
 def test_the_predeploy_script_gates_the_three_fine_tunes(workspace: Path, tmp_path: Path) -> None:
     script = workspace / "examples" / "ci" / "predeploy.sh"
-    done = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env=_environ(workspace, JOBS="3", PYTHON=sys.executable, REPORT_DIR=str(tmp_path / "out")),
-                          check=False)
-    assert done.returncode == 1, done.stdout + done.stderr  # two of the three fine-tunes must not ship
+    done = subprocess.run(
+        ["bash", str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=_environ(workspace, JOBS="3", PYTHON=sys.executable, REPORT_DIR=str(tmp_path / "out")),
+        check=False,
+    )
+    assert done.returncode == 1, (
+        done.stdout + done.stderr
+    )  # two of the three fine-tunes must not ship
     lines = done.stdout.splitlines()
-    verdicts = {line.split()[1]: line.split()[0] for line in lines if line.startswith("  ") and len(line.split()) > 1
-                and line.split()[0] in ("PASS", "FAIL", "ERROR")}
-    assert verdicts == {"support-concise": "PASS", "support-verbose": "FAIL", "support-slow": "FAIL"}
-    assert any("candidate support-verbose is more verbose than amazon.titan-text-express-v1" in l for l in lines)
-    assert any("candidate support-slow is slower per token than amazon.titan-text-express-v1" in l for l in lines)
+    verdicts = {
+        line.split()[1]: line.split()[0]
+        for line in lines
+        if line.startswith("  ")
+        and len(line.split()) > 1
+        and line.split()[0] in ("PASS", "FAIL", "ERROR")
+    }
+    assert verdicts == {
+        "support-concise": "PASS",
+        "support-verbose": "FAIL",
+        "support-slow": "FAIL",
+    }
+    assert any(
+        "candidate support-verbose is more verbose than amazon.titan-text-express-v1" in line
+        for line in lines
+    )
+    assert any(
+        "candidate support-slow is slower per token than amazon.titan-text-express-v1" in line
+        for line in lines
+    )
     for name in verdicts:
         assert load_report(tmp_path / "out" / f"{name}.json")["tests"][0]["regression"]

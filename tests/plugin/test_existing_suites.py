@@ -11,7 +11,15 @@ import json
 from pathlib import Path
 
 import pytest
-from support_bot.testing import BASE, CONCISE, VERBOSE, isolate_environment, load_report, report_tests, write_suite
+from support_bot.testing import (
+    BASE,
+    CONCISE,
+    VERBOSE,
+    isolate_environment,
+    load_report,
+    report_tests,
+    write_suite,
+)
 
 from pytest_bedrock_latency.emulator import Emulator
 
@@ -66,10 +74,14 @@ def test_markers_gate_a_suite_that_never_imports_the_plugin(pytester: pytest.Pyt
     assert "pytest_bedrock_latency" not in (pytester.path / "test_app.py").read_text()
     result = pytester.runpytest("--bedrock-report", "report.json")
     result.assert_outcomes(passed=3, failed=1)
-    result.stdout.fnmatch_lines(["bedrock_length: output tokens max * > 5 allowed (model support-concise, 1 of 1 answers)"])
+    result.stdout.fnmatch_lines(
+        ["bedrock_length: output tokens max * > 5 allowed (model support-concise, 1 of 1 answers)"]
+    )
     tests = report_tests(load_report(pytester.path / "report.json"))
     assert set(tests) == {
-        "test_streamed_answer_is_fast_and_short", "test_wordy_answer_fails_the_length_gate", "test_calls_are_listed",
+        "test_streamed_answer_is_fast_and_short",
+        "test_wordy_answer_fails_the_length_gate",
+        "test_calls_are_listed",
     }
     streamed = tests["test_streamed_answer_is_fast_and_short"]
     assert [c["operation"] for c in streamed["calls"]] == ["ConverseStream"]
@@ -77,7 +89,10 @@ def test_markers_gate_a_suite_that_never_imports_the_plugin(pytester: pytest.Pyt
     assert 10 < streamed["calls"][0]["ttft_ms"] < 1000
     assert tests["test_wordy_answer_fails_the_length_gate"]["outcome"] == "failed"
     assert [c["operation"] for c in tests["test_calls_are_listed"]["calls"]] == [
-        "ConverseStream", "Converse", "InvokeModel"]
+        "ConverseStream",
+        "Converse",
+        "InvokeModel",
+    ]
 
 
 # -- the application receives exactly what it would receive without the plugin ------------------
@@ -204,8 +219,10 @@ def test_the_application_receives_exactly_what_it_would_without_the_plugin(
 ) -> None:
     write_suite(pytester, TRANSPARENCY_SUITE, conftest=RECORDING_CONFTEST)
     runs = {}
-    for label, args in (("plugin", ["--bedrock-report", "report.json", "--bedrock-report-text"]),
-                        ("no plugin", ["-p", "no:bedrock_latency"])):
+    for label, args in (
+        ("plugin", ["--bedrock-report", "report.json", "--bedrock-report-text"]),
+        ("no plugin", ["-p", "no:bedrock_latency"]),
+    ):
         directory = pytester.path / label.replace(" ", "-")
         directory.mkdir()
         monkeypatch.setenv("RECEIVED_DIR", str(directory))
@@ -219,8 +236,12 @@ def test_the_application_receives_exactly_what_it_would_without_the_plugin(
     received = runs["plugin"]
     stream = tests["test_stream_with_client_made_in_test"]["calls"]
     assert [(c["operation"], c["text"], c["output_tokens"]) for c in stream] == [
-        ("ConverseStream", received["test_stream_with_client_made_in_test"]["stream"]["text"],
-         received["test_stream_with_client_made_in_test"]["stream"]["output_tokens"])]
+        (
+            "ConverseStream",
+            received["test_stream_with_client_made_in_test"]["stream"]["text"],
+            received["test_stream_with_client_made_in_test"]["stream"]["output_tokens"],
+        )
+    ]
     both = tests["test_converse_and_invoke"]["calls"]
     assert [(c["operation"], c["text"]) for c in both] == [
         ("Converse", received["test_converse_and_invoke"]["converse"]["text"]),
@@ -228,7 +249,9 @@ def test_the_application_receives_exactly_what_it_would_without_the_plugin(
     ]
     preview = tests["test_preview_breaks_early_and_closes"]
     # The preview was abandoned (closed after 3 deltas): not a complete answer, not a failure.
-    assert [c["text"] for c in preview["calls"]] == [received["test_preview_breaks_early_and_closes"]["full"]["text"]]
+    assert [c["text"] for c in preview["calls"]] == [
+        received["test_preview_breaks_early_and_closes"]["full"]["text"]
+    ]
     assert preview["failed_calls"] == 0
     assert len(tests["test_stream_read_on_worker_threads"]["calls"]) == 2
 
@@ -305,11 +328,15 @@ def test_clients_created_before_the_plugin_is_configured_are_measured(
     assert early_requests == [(CONCISE, "ConverseStream", 200)] * 3
     tests = report_tests(load_report(pytester.path / "report.json"))
     assert list(tests) == ["test_marked"]
-    assert [c["operation"] for c in tests["test_marked"]["calls"]] == ["ConverseStream", "ConverseStream", "Converse"]
+    assert [c["operation"] for c in tests["test_marked"]["calls"]] == [
+        "ConverseStream",
+        "ConverseStream",
+        "Converse",
+    ]
 
 
 # -- bedrock_regression replays the application's requests on the base model --------------------
-GATE_SUITE = """
+GATE_SUITE = f"""
     import pytest
     import support_bot
 
@@ -326,19 +353,22 @@ GATE_SUITE = """
     def test_the_gate_replayed_the_app_requests_on_the_base(bedrock_emulator):
         requests = bedrock_emulator.requests
         candidate = [r for r in requests if r.model_id == support_bot.model_id()]
-        base = [r for r in requests if r.model_id == "{base}"]
-        assert {{r.model_id for r in requests}} == {{support_bot.model_id(), "{base}"}}
+        base = [r for r in requests if r.model_id == "{BASE}"]
+        assert {{r.model_id for r in requests}} == {{support_bot.model_id(), "{BASE}"}}
         # The same two prompts (system prompt and inference settings included), same operation.
         assert {{r.prompt_sha for r in base}} == {{r.prompt_sha for r in candidate}}
         assert len({{r.prompt_sha for r in base}}) == 2
         assert {{r.operation for r in base}} == {{"ConverseStream"}}
         # Every replay to the base has its twin to the candidate (plus the test's own 2 calls).
         assert len(candidate) == len(base) + 2
-""".format(base=BASE)
+"""
 
 
-@pytest.mark.parametrize(("candidate", "passes"), [(CONCISE, True), (VERBOSE, False)],
-                         ids=["good-fine-tune", "verbose-fine-tune"])
+@pytest.mark.parametrize(
+    ("candidate", "passes"),
+    [(CONCISE, True), (VERBOSE, False)],
+    ids=["good-fine-tune", "verbose-fine-tune"],
+)
 def test_regression_gate_replays_the_app_requests_with_the_model_swapped(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, candidate: str, passes: bool
 ) -> None:
@@ -347,10 +377,20 @@ def test_regression_gate_replays_the_app_requests_with_the_model_swapped(
     result = pytester.runpytest("--bedrock-baseline", BASE, "--bedrock-report", "report.json")
     result.assert_outcomes(passed=2 if passes else 1, failed=0 if passes else 1)
     if not passes:
-        result.stdout.fnmatch_lines(["bedrock_regression: candidate support-verbose is more verbose than "
-                                     "amazon.titan-text-express-v1"])
-    gate = report_tests(load_report(pytester.path / "report.json"))["test_release_gate"]["regression"]
-    assert (gate["candidate"], gate["base"], gate["base_source"]) == (candidate, BASE, "--bedrock-baseline")
+        result.stdout.fnmatch_lines(
+            [
+                "bedrock_regression: candidate support-verbose is more verbose than "
+                "amazon.titan-text-express-v1"
+            ]
+        )
+    gate = report_tests(load_report(pytester.path / "report.json"))["test_release_gate"][
+        "regression"
+    ]
+    assert (gate["candidate"], gate["base"], gate["base_source"]) == (
+        candidate,
+        BASE,
+        "--bedrock-baseline",
+    )
     assert len(gate["pairs"]) >= 5
     verbosity = next(m for m in gate["metrics"] if m["key"] == "output_tokens")
     assert verbosity["verdict"] == ("pass" if passes else "fail")

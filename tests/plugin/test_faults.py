@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 from support_bot.testing import (
-    BASE, CONCISE, FAST_RETRIES, VERBOSE, isolate_environment, load_report, report_tests, write_suite,
+    BASE,
+    CONCISE,
+    FAST_RETRIES,
+    VERBOSE,
+    isolate_environment,
+    load_report,
+    report_tests,
+    write_suite,
 )
 
 
@@ -33,8 +40,15 @@ HEADER = f"""
 
 def run(pytester: pytest.Pytester, tests: str, *args: str) -> pytest.RunResult:
     write_suite(pytester, HEADER + tests, conftest=FAST_RETRIES)
-    return pytester.runpytest("--bedrock-model", CONCISE, "--bedrock-baseline", BASE,
-                              "--bedrock-report", "report.json", *args)
+    return pytester.runpytest(
+        "--bedrock-model",
+        CONCISE,
+        "--bedrock-baseline",
+        BASE,
+        "--bedrock-report",
+        "report.json",
+        *args,
+    )
 
 
 # -- throttling --------------------------------------------------------------------------------
@@ -85,23 +99,37 @@ THROTTLING = """
 def test_throttling_and_model_not_ready(pytester: pytest.Pytester) -> None:
     result = run(pytester, THROTTLING)
     result.assert_outcomes(passed=2, failed=3)
-    result.stdout.fnmatch_lines([
-        "*BedrockCallError: ThrottlingException from Bedrock for model support-concise (ConverseStream, "
-        "5 attempts): Too many requests, please wait before trying again.",
-    ])
-    result.stdout.fnmatch_lines([
-        "*ThrottlingException: An error occurred (ThrottlingException) when calling the ConverseStream operation "
-        "(reached max retries: 1): Too many requests, please wait before trying again.",
-    ])
-    result.stdout.fnmatch_lines([
-        "*BedrockCallError: ModelNotReadyException from Bedrock for model support-concise (ConverseStream, "
-        "5 attempts): *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*BedrockCallError: ThrottlingException from Bedrock for model support-concise (ConverseStream, "
+            "5 attempts): Too many requests, please wait before trying again.",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*ThrottlingException: An error occurred (ThrottlingException) when calling the ConverseStream operation "
+            "(reached max retries: 1): Too many requests, please wait before trying again.",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*BedrockCallError: ModelNotReadyException from Bedrock for model support-concise (ConverseStream, "
+            "5 attempts): *",
+        ]
+    )
     tests = report_tests(load_report(pytester.path / "report.json"))
     (throttled,) = tests["test_throttled_twice_then_answered"]["calls"]
-    assert throttled["attempts"] == 3 and throttled["retry_wait_ms"] >= 300 and throttled["ttft_ms"] < 150
+    assert (
+        throttled["attempts"] == 3
+        and throttled["retry_wait_ms"] >= 300
+        and throttled["ttft_ms"] < 150
+    )
     assert tests["test_model_not_ready_once_is_retried"]["calls"][0]["attempts"] == 2
-    for name in ("test_throttled_until_botocore_gives_up", "test_app_client_gives_up", "test_model_never_ready"):
+    for name in (
+        "test_throttled_until_botocore_gives_up",
+        "test_app_client_gives_up",
+        "test_model_never_ready",
+    ):
         assert tests[name]["outcome"] == "failed", name
     assert tests["test_app_client_gives_up"]["failed_calls"] == 1
     # The plugin's wrapper stays out of the application's traceback.
@@ -141,23 +169,29 @@ def test_a_stream_that_breaks_mid_answer(pytester: pytest.Pytester) -> None:
     result = run(pytester, BROKEN_STREAM)
     result.assert_outcomes(passed=1, failed=3)
     message = "An error occurred while streaming the response. Retry your request."
-    result.stdout.fnmatch_lines([
-        f"*EventStreamError: An error occurred (modelStreamErrorException) when calling the ConverseStream "
-        f"operation: {message}",
-    ])
-    result.stdout.fnmatch_lines([
-        f"*BedrockCallError: modelStreamErrorException from Bedrock for model support-concise (ConverseStream): "
-        f"{message}",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"*EventStreamError: An error occurred (modelStreamErrorException) when calling the ConverseStream "
+            f"operation: {message}",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            f"*BedrockCallError: modelStreamErrorException from Bedrock for model support-concise (ConverseStream): "
+            f"{message}",
+        ]
+    )
     # The gate: one pair lost in the warm-up, two dropped and replaced; the verdict stands.
-    result.stdout.fnmatch_lines([
-        "bedrock_regression: candidate support-concise is more verbose than amazon.titan-text-express-v1",
-        "*2 pair(s) dropped after a failed request; * pairs + 1 warm-up, base from --bedrock-baseline",
-        f"  dropped: warm-up: modelStreamErrorException from Bedrock for model amazon.titan-text-express-v1 "
-        f"(ConverseStream): {message}",
-        f"  dropped: modelStreamErrorException from Bedrock for model amazon.titan-text-express-v1 "
-        f"(ConverseStream): {message}",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "bedrock_regression: candidate support-concise is more verbose than amazon.titan-text-express-v1",
+            "*2 pair(s) dropped after a failed request; * pairs + 1 warm-up, base from --bedrock-baseline",
+            f"  dropped: warm-up: modelStreamErrorException from Bedrock for model amazon.titan-text-express-v1 "
+            f"(ConverseStream): {message}",
+            f"  dropped: modelStreamErrorException from Bedrock for model amazon.titan-text-express-v1 "
+            f"(ConverseStream): {message}",
+        ]
+    )
     tests = report_tests(load_report(pytester.path / "report.json"))
     gate = tests["test_gate_drops_the_pairs_whose_request_failed"]["regression"]
     assert gate["dropped_pairs"] == 2 and len(gate["errors"]) == 3 and len(gate["pairs"]) >= 5
@@ -185,11 +219,17 @@ TIMEOUT = """
 def test_a_call_slower_than_bedrock_timeout_fails_clearly(pytester: pytest.Pytester) -> None:
     result = run(pytester, TIMEOUT, "--bedrock-timeout", "0.3")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "bedrock timeout: 1 call(s) took longer than --bedrock-timeout 0.3s (slowest 0.?s, model support.slow-service)",
-    ])
-    checks = report_tests(load_report(pytester.path / "report.json"))["test_slow_app_call"]["checks"]
-    assert [(c["marker"], c["ok"]) for c in checks if c["marker"] == "bedrock_timeout"] == [("bedrock_timeout", False)]
+    result.stdout.fnmatch_lines(
+        [
+            "bedrock timeout: 1 call(s) took longer than --bedrock-timeout 0.3s (slowest 0.?s, model support.slow-service)",
+        ]
+    )
+    checks = report_tests(load_report(pytester.path / "report.json"))["test_slow_app_call"][
+        "checks"
+    ]
+    assert [(c["marker"], c["ok"]) for c in checks if c["marker"] == "bedrock_timeout"] == [
+        ("bedrock_timeout", False)
+    ]
 
 
 HANDLE_TIMEOUT = """
@@ -203,7 +243,9 @@ HANDLE_TIMEOUT = """
 def test_a_read_timeout_through_the_fixture_fails_with_one_line(pytester: pytest.Pytester) -> None:
     result = run(pytester, HANDLE_TIMEOUT, "--bedrock-timeout", "0.1")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*ReadTimeoutError from Bedrock for model support.slow-service (ConverseStream*"])
+    result.stdout.fnmatch_lines(
+        ["*ReadTimeoutError from Bedrock for model support.slow-service (ConverseStream*"]
+    )
     assert "urllib3/response.py" not in result.stdout.str()
 
 
@@ -223,10 +265,14 @@ def test_bedrock_not_configured_skips_or_fails_with_require(pytester: pytest.Pyt
     write_suite(pytester, HEADER + NOT_CONFIGURED, emulator=False)
     skipped = pytester.runpytest("-rs")
     skipped.assert_outcomes(passed=1, skipped=1)
-    missing = ("no AWS credentials (set AWS_PROFILE or --bedrock-aws-profile, or AWS_ACCESS_KEY_ID and "
-               "AWS_SECRET_ACCESS_KEY); no AWS region (set --bedrock-region, bedrock_region in the ini file, "
-               "or AWS_REGION)")
-    skipped.stdout.fnmatch_lines([f"SKIPPED [[]1[]] test_app.py:*: {missing} (or try --bedrock-emulator)"])
+    missing = (
+        "no AWS credentials (set AWS_PROFILE or --bedrock-aws-profile, or AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY); no AWS region (set --bedrock-region, bedrock_region in the ini file, "
+        "or AWS_REGION)"
+    )
+    skipped.stdout.fnmatch_lines(
+        [f"SKIPPED [[]1[]] test_app.py:*: {missing} (or try --bedrock-emulator)"]
+    )
 
     required = pytester.runpytest("--bedrock-require")
     required.assert_outcomes(passed=1, errors=1)
@@ -258,13 +304,19 @@ THROTTLED_SESSION = """
 """
 
 
-def test_a_session_with_30_percent_throttling_reaches_correct_verdicts(pytester: pytest.Pytester) -> None:
+def test_a_session_with_30_percent_throttling_reaches_correct_verdicts(
+    pytester: pytest.Pytester,
+) -> None:
     write_suite(pytester, HEADER + THROTTLED_SESSION, conftest=FAST_RETRIES)
     # No --bedrock-model: each gate's candidate is the one model its test called.
     result = pytester.runpytest("--bedrock-baseline", BASE, "--bedrock-report", "report.json")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["bedrock_regression: candidate support-verbose is more verbose than "
-                                 "amazon.titan-text-express-v1"])
+    result.stdout.fnmatch_lines(
+        [
+            "bedrock_regression: candidate support-verbose is more verbose than "
+            "amazon.titan-text-express-v1"
+        ]
+    )
     tests = report_tests(load_report(pytester.path / "report.json"))
     good = tests["test_good_fine_tune"]["regression"]
     verbose = tests["test_verbose_fine_tune"]["regression"]
@@ -305,7 +357,9 @@ def test_outliers_on_every_model_still_give_the_right_verdicts(pytester: pytest.
     tests = report_tests(load_report(pytester.path / "report.json"))
     good = tests["test_good_fine_tune"]["regression"]
     assert all(m["verdict"] != "fail" for m in good["metrics"]), good["metrics"]
-    verbose = {m["key"]: m["verdict"] for m in tests["test_verbose_fine_tune"]["regression"]["metrics"]}
+    verbose = {
+        m["key"]: m["verdict"] for m in tests["test_verbose_fine_tune"]["regression"]["metrics"]
+    }
     assert verbose["output_tokens"] == "fail" and verbose["ms_per_token"] != "fail"
 
 
@@ -321,5 +375,9 @@ APP_GIVES_UP = """
 def test_a_failed_application_call_names_the_model(pytester: pytest.Pytester) -> None:
     result = run(pytester, APP_GIVES_UP)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*ThrottlingException from Bedrock for model support-concise (ConverseStream, "
-                                 "2 attempts): Too many requests, please wait before trying again."])
+    result.stdout.fnmatch_lines(
+        [
+            "*ThrottlingException from Bedrock for model support-concise (ConverseStream, "
+            "2 attempts): Too many requests, please wait before trying again."
+        ]
+    )

@@ -11,7 +11,6 @@ if TYPE_CHECKING:  # the fixture's class, from tests/conftest.py
     from conftest import BedrockPytester
 
 
-
 def test_bedrock_model_converse_streamed_and_not(bedrock_pytester: BedrockPytester) -> None:
     bedrock_pytester.makepyfile(
         test_converse="""
@@ -154,11 +153,13 @@ def test_bedrock_baseline_with_and_without_a_base_model(bedrock_pytester: Bedroc
     bedrock_pytester.run("--bedrock-baseline", "amazon.nova-pro-v1:0").assert_outcomes(passed=1)
     result = bedrock_pytester.run("-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines([
-        "SKIPPED [[]1[]] test_baseline.py:*: no base model configured: 'amazon.nova-lite-v1:0' is not a custom model: "
-        "it is a foundation model, so it has no base model to compare against. Fix: name the base model explicitly "
-        "with --bedrock-baseline MODEL_ID (or the BEDROCK_BASELINE_MODEL_ID environment variable).",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1[]] test_baseline.py:*: no base model configured: 'amazon.nova-lite-v1:0' is not a custom model: "
+            "it is a foundation model, so it has no base model to compare against. Fix: name the base model explicitly "
+            "with --bedrock-baseline MODEL_ID (or the BEDROCK_BASELINE_MODEL_ID environment variable).",
+        ]
+    )
 
 
 def test_missing_model_skips_with_a_clear_reason(bedrock_pytester: BedrockPytester) -> None:
@@ -176,7 +177,9 @@ def test_missing_model_skips_with_a_clear_reason(bedrock_pytester: BedrockPytest
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] test_nomodel.py:*: --bedrock-model is not set"])
 
 
-def test_bedrock_emulator_fixture_and_profile_override_reset(bedrock_pytester: BedrockPytester) -> None:
+def test_bedrock_emulator_fixture_and_profile_override_reset(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(
         test_emulator="""
         import os
@@ -198,7 +201,9 @@ def test_bedrock_emulator_fixture_and_profile_override_reset(bedrock_pytester: B
     bedrock_pytester.run().assert_outcomes(passed=2)
 
 
-def test_without_credentials_bedrock_tests_skip_and_suggest_the_emulator(bedrock_pytester: BedrockPytester) -> None:
+def test_without_credentials_bedrock_tests_skip_and_suggest_the_emulator(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(
         test_creds="""
         import pytest
@@ -216,17 +221,25 @@ def test_without_credentials_bedrock_tests_skip_and_suggest_the_emulator(bedrock
     )
     result = bedrock_pytester.run("-rs", "--bedrock-region", "us-east-1", emulator=False)
     result.assert_outcomes(skipped=2, passed=1)
-    reason = ("no AWS credentials (set AWS_PROFILE or --bedrock-aws-profile, or AWS_ACCESS_KEY_ID and "
-              "AWS_SECRET_ACCESS_KEY) (or try --bedrock-emulator)")
-    result.stdout.fnmatch_lines([f"SKIPPED [[]1[]] test_creds.py:*: {reason}", f"SKIPPED [[]1[]] *: {reason}"])
+    reason = (
+        "no AWS credentials (set AWS_PROFILE or --bedrock-aws-profile, or AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY) (or try --bedrock-emulator)"
+    )
+    result.stdout.fnmatch_lines(
+        [f"SKIPPED [[]1[]] test_creds.py:*: {reason}", f"SKIPPED [[]1[]] *: {reason}"]
+    )
 
-    result = bedrock_pytester.run("--bedrock-region", "us-east-1", "--bedrock-require", emulator=False)
+    result = bedrock_pytester.run(
+        "--bedrock-region", "us-east-1", "--bedrock-require", emulator=False
+    )
     result.assert_outcomes(errors=2, passed=1)  # failed in setup: reported as errors
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines([
-        "*Bedrock is not configured (--bedrock-require): no AWS credentials (set AWS_PROFILE or "
-        "--bedrock-aws-profile, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*Bedrock is not configured (--bedrock-require): no AWS credentials (set AWS_PROFILE or "
+            "--bedrock-aws-profile, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+        ]
+    )
     assert "Traceback" not in result.stdout.str()
 
 
@@ -249,19 +262,25 @@ def test_without_credentials_or_region_both_are_named(bedrock_pytester: BedrockP
     bedrock_pytester.makepyfile(test_nothing="def test_model(bedrock_model):\n    pass\n")
     result = bedrock_pytester.run("-rs", emulator=False, model=None)
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines([
-        "SKIPPED [[]1[]] test_nothing.py:1: --bedrock-model is not set; no AWS credentials (*); "
-        "no AWS region (set --bedrock-region, bedrock_region in the ini file, or AWS_REGION) (or try --bedrock-emulator)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1[]] test_nothing.py:1: --bedrock-model is not set; no AWS credentials (*); "
+            "no AWS region (set --bedrock-region, bedrock_region in the ini file, or AWS_REGION) (or try --bedrock-emulator)",
+        ]
+    )
 
 
 @pytest.mark.parametrize(
     ("region", "problem"),
     [
-        pytest.param("mars", "'mars' is not an AWS region name (e.g. us-east-1)", id="not-a-region"),
         pytest.param(
-            "xx-nowhere-9", "Bedrock Runtime is not offered in region 'xx-nowhere-9' (set --bedrock-region)",
-            id="region-without-bedrock"),
+            "mars", "'mars' is not an AWS region name (e.g. us-east-1)", id="not-a-region"
+        ),
+        pytest.param(
+            "xx-nowhere-9",
+            "Bedrock Runtime is not offered in region 'xx-nowhere-9' (set --bedrock-region)",
+            id="region-without-bedrock",
+        ),
     ],
 )
 def test_an_unknown_region_skips_with_a_clear_reason(
@@ -272,7 +291,9 @@ def test_an_unknown_region_skips_with_a_clear_reason(
     bedrock_pytester.makepyfile(test_region="def test_model(bedrock_model):\n    pass\n")
     result = bedrock_pytester.run("-rs", "--bedrock-region", region, emulator=False)
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines([f"SKIPPED [[]1[]] test_region.py:*: {problem} (or try --bedrock-emulator)"])
+    result.stdout.fnmatch_lines(
+        [f"SKIPPED [[]1[]] test_region.py:*: {problem} (or try --bedrock-emulator)"]
+    )
 
 
 def test_the_plugin_restores_endpoint_and_credentials_environment(
@@ -293,12 +314,20 @@ def test_the_plugin_restores_endpoint_and_credentials_environment(
     )
     bedrock_pytester.run().assert_outcomes(passed=1)
     assert {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"} == {
-        k: v for k, v in before.items() if k != "PYTEST_CURRENT_TEST"}
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_ENDPOINT_URL_BEDROCK"):
+        k: v for k, v in before.items() if k != "PYTEST_CURRENT_TEST"
+    }
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL_BEDROCK",
+    ):
         assert name not in os.environ
 
 
-def test_existing_credentials_are_kept(bedrock_pytester: BedrockPytester, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_existing_credentials_are_kept(
+    bedrock_pytester: BedrockPytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-example")
     bedrock_pytester.makepyfile(

@@ -23,8 +23,14 @@ NOVA = "amazon.nova-lite-v1:0"
 TITAN = "amazon.titan-text-express-v1"
 HINT = "Check model access; or run offline with --bedrock-emulator."
 PROFILES = {
-    "defaults": {"ttft_ms": 5, "ms_per_token": 0.5, "answer_tokens": 12, "jitter": 0.0,
-                 "prompt_spread": 0.0, "answer_tokens_spread": 0.0},
+    "defaults": {
+        "ttft_ms": 5,
+        "ms_per_token": 0.5,
+        "answer_tokens": 12,
+        "jitter": 0.0,
+        "prompt_spread": 0.0,
+        "answer_tokens_spread": 0.0,
+    },
     "models": {NOVA: {"family": "nova"}, TITAN: {"family": "titan"}},
 }
 
@@ -38,8 +44,11 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture
 def client(emulator: Emulator) -> Any:
     return boto3.client(
-        "bedrock-runtime", endpoint_url=emulator.url, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "bedrock-runtime",
+        endpoint_url=emulator.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
         config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
     )
 
@@ -54,8 +63,14 @@ class Handles:
         self.published: list[CallRecord] = []
 
     def __call__(self, model_id: str = NOVA, **kwargs: Any) -> ModelHandle:
-        return ModelHandle(model_id, self.client, self.instrumentation, failures=self.failures,
-                           publish=self.published.append, **kwargs)
+        return ModelHandle(
+            model_id,
+            self.client,
+            self.instrumentation,
+            failures=self.failures,
+            publish=self.published.append,
+            **kwargs,
+        )
 
 
 @pytest.fixture
@@ -69,11 +84,26 @@ def handles(client: Any, emulator: Emulator) -> Iterator[Handles]:
 def test_converse_sends_the_request_fields(handles: Handles, emulator: Emulator) -> None:
     model = handles()
     assert repr(model) == "ModelHandle('amazon.nova-lite-v1:0')"
-    g = model.converse("Hello", system="Be brief.", temperature=0.2, top_p=0.9,
-                       performanceConfig={"latency": "optimized"}, stream=False)
-    assert (g.model_id, g.operation, g.output_tokens, g.stop_reason) == (NOVA, "Converse", 12, "end_turn")
+    g = model.converse(
+        "Hello",
+        system="Be brief.",
+        temperature=0.2,
+        top_p=0.9,
+        performanceConfig={"latency": "optimized"},
+        stream=False,
+    )
+    assert (g.model_id, g.operation, g.output_tokens, g.stop_reason) == (
+        NOVA,
+        "Converse",
+        12,
+        "end_turn",
+    )
     (request,) = emulator.requests
-    assert (request.model_id, request.operation, request.performance_latency) == (NOVA, "Converse", "optimized")
+    assert (request.model_id, request.operation, request.performance_latency) == (
+        NOVA,
+        "Converse",
+        "optimized",
+    )
 
 
 def test_stop_sequences_and_max_tokens(handles: Handles) -> None:
@@ -83,7 +113,9 @@ def test_stop_sequences_and_max_tokens(handles: Handles) -> None:
     full = model.converse("Tell me about parcels", max_tokens=100)
     assert (full.output_tokens, full.stop_reason) == (12, "end_turn")
     # Each answer to the same prompt differs, so stop at any of the previous answer's words.
-    cut = model.converse("Tell me about parcels", max_tokens=100, stop_sequences=full.text.split()[1:])
+    cut = model.converse(
+        "Tell me about parcels", max_tokens=100, stop_sequences=full.text.split()[1:]
+    )
     assert cut.stop_reason == "stop_sequence"
     assert cut.output_tokens < 12
 
@@ -100,14 +132,23 @@ def test_invoke_accepts_a_mapping_a_string_or_bytes(handles: Handles) -> None:
     as_text = model.invoke(json.dumps(body), stream=False)
     as_bytes = model.invoke(json.dumps(body).encode())
     assert [g.output_tokens for g in (as_dict, as_text, as_bytes)] == [12, 12, 12]
-    assert [g.operation for g in (as_dict, as_text, as_bytes)] == ["InvokeModel", "InvokeModel", "InvokeModelWithResponseStream"]
+    assert [g.operation for g in (as_dict, as_text, as_bytes)] == [
+        "InvokeModel",
+        "InvokeModel",
+        "InvokeModelWithResponseStream",
+    ]
 
 
 def test_count_tokens_for_text_and_messages(handles: Handles) -> None:
     model = handles()
     text = "Why was my card charged twice?"
     messages = [{"role": "user", "content": [{"text": text}]}]
-    assert model.count_tokens(text) == model.count_tokens(messages) == model.converse(text).input_tokens > 0
+    assert (
+        model.count_tokens(text)
+        == model.count_tokens(messages)
+        == model.converse(text).input_tokens
+        > 0
+    )
 
 
 def test_each_call_is_published_once_and_not_sent_to_the_test_sink(handles: Handles) -> None:
@@ -125,18 +166,29 @@ def test_each_call_is_published_once_and_not_sent_to_the_test_sink(handles: Hand
     assert record.generation() == g
 
 
-def test_with_model_shares_settings_and_may_stay_unpublished(handles: Handles, emulator: Emulator) -> None:
+def test_with_model_shares_settings_and_may_stay_unpublished(
+    handles: Handles, emulator: Emulator
+) -> None:
     model = handles(max_tokens=4)
     other = model.with_model(TITAN, publish=False)
     assert other.model_id == TITAN and other.client is model.client
     g = other.converse("Hi")
     assert (g.model_id, g.output_tokens) == (TITAN, 4)
     assert handles.published == []
-    assert model.replay("Converse", {"modelId": "ignored", "messages": [{"role": "user", "content": [{"text": "x"}]}]}).model_id == NOVA
+    assert (
+        model.replay(
+            "Converse",
+            {"modelId": "ignored", "messages": [{"role": "user", "content": [{"text": "x"}]}]},
+        ).model_id
+        == NOVA
+    )
     assert [r.model_id for r in emulator.requests] == [TITAN, NOVA]
 
 
-@pytest.mark.parametrize("prompt", [[], [{"content": [{"text": "no role"}]}], ["just text"], 42, b"bytes", {"role": "user"}])
+@pytest.mark.parametrize(
+    "prompt",
+    [[], [{"content": [{"text": "no role"}]}], ["just text"], 42, b"bytes", {"role": "user"}],
+)
 def test_a_prompt_that_is_neither_text_nor_messages(handles: Handles, prompt: Any) -> None:
     with pytest.raises(TypeError) as info:
         handles().converse(prompt)
@@ -147,7 +199,9 @@ def test_a_prompt_that_is_neither_text_nor_messages(handles: Handles, prompt: An
 
 
 # -- errors ----------------------------------------------------------------------------------------
-def test_unknown_model_is_one_clear_error_remembered_for_the_model(handles: Handles, emulator: Emulator) -> None:
+def test_unknown_model_is_one_clear_error_remembered_for_the_model(
+    handles: Handles, emulator: Emulator
+) -> None:
     model = handles("amazon.unknown-v1")
     with pytest.raises(BedrockCallError) as info:
         model.converse("Hi")
@@ -157,7 +211,11 @@ def test_unknown_model_is_one_clear_error_remembered_for_the_model(handles: Hand
         "The provided model identifier is invalid.\n" + HINT
     )
     assert (error.model_id, error.operation, error.code, error.attempts) == (
-        "amazon.unknown-v1", "ConverseStream", "ResourceNotFoundException", 1)
+        "amazon.unknown-v1",
+        "ConverseStream",
+        "ResourceNotFoundException",
+        1,
+    )
     assert error.__cause__ is None and error.__suppress_context__  # no botocore chain
     with pytest.raises(BedrockCallError) as again:
         handles("amazon.unknown-v1").invoke({"inputText": "x"}, stream=False)
@@ -166,7 +224,9 @@ def test_unknown_model_is_one_clear_error_remembered_for_the_model(handles: Hand
     assert handles().converse("Hi").output_tokens == 12  # other models are unaffected
 
 
-def test_a_bad_request_is_not_remembered_and_has_no_hint(handles: Handles, emulator: Emulator) -> None:
+def test_a_bad_request_is_not_remembered_and_has_no_hint(
+    handles: Handles, emulator: Emulator
+) -> None:
     model = handles()  # a Nova model: a Titan body is malformed for it
     for _ in range(2):
         with pytest.raises(BedrockCallError) as info:
@@ -180,17 +240,25 @@ def test_a_bad_request_is_not_remembered_and_has_no_hint(handles: Handles, emula
 
 
 def test_count_tokens_error(handles: Handles) -> None:
-    with pytest.raises(BedrockCallError, match=r"^ResourceNotFoundException from Bedrock for model amazon.unknown-v2 \(CountTokens\): "):
+    with pytest.raises(
+        BedrockCallError,
+        match=r"^ResourceNotFoundException from Bedrock for model amazon.unknown-v2 \(CountTokens\): ",
+    ):
         handles("amazon.unknown-v2").count_tokens("Hi")
 
 
 def test_custom_model_arn_is_shown_by_its_name(handles: Handles) -> None:
     arn = "arn:aws:bedrock:us-east-1:123456789012:custom-model/support-v3"
-    with pytest.raises(BedrockCallError, match=r"^ResourceNotFoundException from Bedrock for model support-v3 \(Converse\)"):
+    with pytest.raises(
+        BedrockCallError,
+        match=r"^ResourceNotFoundException from Bedrock for model support-v3 \(Converse\)",
+    ):
         handles(arn).converse("Hi", stream=False)
 
 
-def test_unknown_model_in_a_run_is_one_clear_message_per_test(bedrock_pytester: BedrockPytester) -> None:
+def test_unknown_model_in_a_run_is_one_clear_message_per_test(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(
         test_unknown="""
         def test_first(bedrock_model):
@@ -202,13 +270,22 @@ def test_unknown_model_in_a_run_is_one_clear_message_per_test(bedrock_pytester: 
     )
     result = bedrock_pytester.run("--tb=short", model="amazon.unknown-v1")
     result.assert_outcomes(failed=2)
-    message = ("E   pytest_bedrock_latency.*BedrockCallError: ResourceNotFoundException from Bedrock for model "
-               "amazon.unknown-v1 (ConverseStream): The provided model identifier is invalid.")
-    hint = ("E   The emulator at http://127.0.0.1:* has no profile for this model: add one to the file given "
-            'with --bedrock-emulator-profiles (a glob or a "*" profile covers many).')
-    for line, call in ((2, 'bedrock_model.converse("Hi")'), (5, 'bedrock_model.converse("Hi again")')):
+    message = (
+        "E   pytest_bedrock_latency.*BedrockCallError: ResourceNotFoundException from Bedrock for model "
+        "amazon.unknown-v1 (ConverseStream): The provided model identifier is invalid."
+    )
+    hint = (
+        "E   The emulator at http://127.0.0.1:* has no profile for this model: add one to the file given "
+        'with --bedrock-emulator-profiles (a glob or a "*" profile covers many).'
+    )
+    for line, call in (
+        (2, 'bedrock_model.converse("Hi")'),
+        (5, 'bedrock_model.converse("Hi again")'),
+    ):
         # The remembered error of the second test carries no frames from the first one.
-        result.stdout.fnmatch_lines([f"test_unknown.py:{line}: in test_*", f"    {call}", message, hint], consecutive=True)
+        result.stdout.fnmatch_lines(
+            [f"test_unknown.py:{line}: in test_*", f"    {call}", message, hint], consecutive=True
+        )
     output = result.stdout.str()
     assert "botocore" not in output and "ClientError" not in output
     assert "pytest_bedrock_latency/" not in output and "pluggy/" not in output  # no internal frames

@@ -42,13 +42,16 @@ def test_latency_bounds_fail_with_one_line_per_violation(bedrock_pytester: Bedro
     )
     result = bedrock_pytester.run()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*_ test_slow _*",
-        f"bedrock_latency: ms/token p90 {ONE_TENTH} > 0.1 allowed (model {MODEL}, 2 calls)",
-        f"bedrock_latency: TTFT ms p90 [1-9]*.[0-9] > 1.0 allowed (model {MODEL}, 2 calls)",
-        "*= short test summary info =*",
-        "FAILED test_slow.py::test_slow - Failed: bedrock_latency: ms/token p90 *",
-    ], consecutive=False)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_slow _*",
+            f"bedrock_latency: ms/token p90 {ONE_TENTH} > 0.1 allowed (model {MODEL}, 2 calls)",
+            f"bedrock_latency: TTFT ms p90 [1-9]*.[0-9] > 1.0 allowed (model {MODEL}, 2 calls)",
+            "*= short test summary info =*",
+            "FAILED test_slow.py::test_slow - Failed: bedrock_latency: ms/token p90 *",
+        ],
+        consecutive=False,
+    )
     output = result.stdout.str()
     assert "total ms" not in output  # the bound that held is not reported as a failure
     assert "Traceback" not in output and "pytest_bedrock_latency/" not in output
@@ -79,15 +82,17 @@ def test_length_bounds_pass_and_fail_with_exact_messages(bedrock_pytester: Bedro
     )
     result = bedrock_pytester.run("-rf")
     result.assert_outcomes(passed=1, failed=3)
-    result.stdout.fnmatch_lines([
-        "*_ test_too_long _*",
-        f"bedrock_length: output tokens max 20 > 19 allowed (model {MODEL}, 1 of 2 answers)",
-        f"bedrock_length: words max 20 > 5 allowed (model {MODEL}, 1 of 2 answers)",
-        "*_ test_too_short _*",
-        f"bedrock_length: output tokens min 20 < 21 required (model {MODEL}, 1 of 1 answers)",
-        "*_ test_too_many_chars _*",
-        f"bedrock_length: chars max [1-9]* > 10 allowed (model {MODEL}, 1 of 1 answers)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_too_long _*",
+            f"bedrock_length: output tokens max 20 > 19 allowed (model {MODEL}, 1 of 2 answers)",
+            f"bedrock_length: words max 20 > 5 allowed (model {MODEL}, 1 of 2 answers)",
+            "*_ test_too_short _*",
+            f"bedrock_length: output tokens min 20 < 21 required (model {MODEL}, 1 of 1 answers)",
+            "*_ test_too_many_chars _*",
+            f"bedrock_length: chars max [1-9]* > 10 allowed (model {MODEL}, 1 of 1 answers)",
+        ]
+    )
 
 
 def test_latency_and_length_on_one_test_and_on_a_class(bedrock_pytester: BedrockPytester) -> None:
@@ -109,18 +114,23 @@ def test_latency_and_length_on_one_test_and_on_a_class(bedrock_pytester: Bedrock
     )
     result = bedrock_pytester.run()
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([
-        "*_ TestSupport.test_one _*",
-        f"bedrock_latency: total ms p50 [1-9]*.[0-9] > 0.5 allowed (model {MODEL}, 1 call)",
-        f"bedrock_length: output tokens max 20 > 5 allowed (model {MODEL}, 1 of 1 answers)",
-        "*_ TestSupport.test_two _*",
-        f"bedrock_latency: total ms p50 [1-9]*.[0-9] > 0.5 allowed (model {MODEL}, 1 call)",
-        "*= short test summary info =*",
-    ], consecutive=False)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ TestSupport.test_one _*",
+            f"bedrock_latency: total ms p50 [1-9]*.[0-9] > 0.5 allowed (model {MODEL}, 1 call)",
+            f"bedrock_length: output tokens max 20 > 5 allowed (model {MODEL}, 1 of 1 answers)",
+            "*_ TestSupport.test_two _*",
+            f"bedrock_latency: total ms p50 [1-9]*.[0-9] > 0.5 allowed (model {MODEL}, 1 call)",
+            "*= short test summary info =*",
+        ],
+        consecutive=False,
+    )
     assert "output tokens max 20 > 100" not in result.stdout.str()
 
 
-def test_ttft_of_calls_that_did_not_stream_is_not_measured(bedrock_pytester: BedrockPytester) -> None:
+def test_ttft_of_calls_that_did_not_stream_is_not_measured(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(
         test_nostream="""
         import pytest
@@ -132,9 +142,11 @@ def test_ttft_of_calls_that_did_not_stream_is_not_measured(bedrock_pytester: Bed
     )
     result = bedrock_pytester.run()
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        f"bedrock_latency: TTFT ms p50 not measured: needs streamed calls (stream=True) (model {MODEL}, 1 call)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"bedrock_latency: TTFT ms p50 not measured: needs streamed calls (stream=True) (model {MODEL}, 1 call)",
+        ]
+    )
 
 
 def test_latency_scale_makes_a_failing_bound_pass(bedrock_pytester: BedrockPytester) -> None:
@@ -149,11 +161,15 @@ def test_latency_scale_makes_a_failing_bound_pass(bedrock_pytester: BedrockPytes
     )
     failing = bedrock_pytester.run()
     failing.assert_outcomes(failed=1)
-    failing.stdout.fnmatch_lines([f"bedrock_latency: ms/token p50 *[0-9].[0-9][0-9] > 0.05 allowed (model {MODEL}, 1 call)"])
+    failing.stdout.fnmatch_lines(
+        [f"bedrock_latency: ms/token p50 *[0-9].[0-9][0-9] > 0.05 allowed (model {MODEL}, 1 call)"]
+    )
     bedrock_pytester.run("--bedrock-latency-scale", "200").assert_outcomes(passed=1)  # 10 ms/token
 
 
-def test_a_marked_test_without_a_bedrock_call_fails_saying_so(bedrock_pytester: BedrockPytester) -> None:
+def test_a_marked_test_without_a_bedrock_call_fails_saying_so(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(
         test_nocall="""
         import pytest
@@ -170,13 +186,15 @@ def test_a_marked_test_without_a_bedrock_call_fails_saying_so(bedrock_pytester: 
     )
     result = bedrock_pytester.run()
     result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines([
-        "*_ test_forgot_to_call _*",
-        "bedrock_latency, bedrock_length: the test made no measured Bedrock call (call Bedrock through the "
-        "bedrock_model fixture or any boto3 bedrock-runtime client during the test)",
-        "*_ test_only_counted_tokens _*",
-        "bedrock_length: the test made no measured Bedrock call (*)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_forgot_to_call _*",
+            "bedrock_latency, bedrock_length: the test made no measured Bedrock call (call Bedrock through the "
+            "bedrock_model fixture or any boto3 bedrock-runtime client during the test)",
+            "*_ test_only_counted_tokens _*",
+            "bedrock_length: the test made no measured Bedrock call (*)",
+        ]
+    )
 
 
 def test_a_failing_test_body_is_reported_as_is(bedrock_pytester: BedrockPytester) -> None:
@@ -212,7 +230,9 @@ def test_a_call_made_through_any_boto3_client_counts(bedrock_pytester: BedrockPy
 
 
 # -- usage errors ----------------------------------------------------------------------------------
-def test_bad_marker_arguments_are_a_usage_error_and_nothing_runs(bedrock_pytester: BedrockPytester) -> None:
+def test_bad_marker_arguments_are_a_usage_error_and_nothing_runs(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(
         test_bad="""
         import pytest
@@ -247,19 +267,22 @@ def test_bad_marker_arguments_are_a_usage_error_and_nothing_runs(bedrock_pyteste
     )
     result = bedrock_pytester.run()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "ERROR: invalid bedrock marker(s):",
-        "  test_bad.py::test_typo: @pytest.mark.bedrock_latency: unknown argument 'max_ms_per_tok' "
-        "(allowed: max_ms_per_token, max_ttft_ms, max_total_ms, percentile)",
-        "  test_bad.py::test_string: @pytest.mark.bedrock_length: max_tokens must be a whole number, got '250' (str)",
-        "  test_bad.py::test_zero: @pytest.mark.bedrock_latency: max_ttft_ms must be greater than 0, got 0",
-        "  test_bad.py::test_positional: @pytest.mark.bedrock_length takes keyword arguments only, got positional "
-        "(50,); write e.g. bedrock_length(max_tokens=...)",
-        "  test_bad.py::test_no_bound: @pytest.mark.bedrock_latency has no bound: give at least one of "
-        "max_ms_per_token, max_ttft_ms, max_total_ms",
-        "  test_bad.py::test_ratio: @pytest.mark.bedrock_regression: max_slowdown is the ratio candidate/base "
-        "allowed and must be at least 1.0 (1.10 allows 10% worse), got 0.9",
-    ], consecutive=True)
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: invalid bedrock marker(s):",
+            "  test_bad.py::test_typo: @pytest.mark.bedrock_latency: unknown argument 'max_ms_per_tok' "
+            "(allowed: max_ms_per_token, max_ttft_ms, max_total_ms, percentile)",
+            "  test_bad.py::test_string: @pytest.mark.bedrock_length: max_tokens must be a whole number, got '250' (str)",
+            "  test_bad.py::test_zero: @pytest.mark.bedrock_latency: max_ttft_ms must be greater than 0, got 0",
+            "  test_bad.py::test_positional: @pytest.mark.bedrock_length takes keyword arguments only, got positional "
+            "(50,); write e.g. bedrock_length(max_tokens=...)",
+            "  test_bad.py::test_no_bound: @pytest.mark.bedrock_latency has no bound: give at least one of "
+            "max_ms_per_token, max_ttft_ms, max_total_ms",
+            "  test_bad.py::test_ratio: @pytest.mark.bedrock_regression: max_slowdown is the ratio candidate/base "
+            "allowed and must be at least 1.0 (1.10 allows 10% worse), got 0.9",
+        ],
+        consecutive=True,
+    )
     assert "must not run" not in result.stdout.str()
     result.assert_outcomes()  # no test ran
 
@@ -279,16 +302,20 @@ def test_one_bad_marker_stops_the_whole_run(bedrock_pytester: BedrockPytester) -
     )
     result = bedrock_pytester.run()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        "ERROR: invalid bedrock marker(s):",
-        "  test_one_bad.py::test_impossible: @pytest.mark.bedrock_length: min_tokens (50) is greater than "
-        "max_tokens (10); no answer could pass",
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: invalid bedrock marker(s):",
+            "  test_one_bad.py::test_impossible: @pytest.mark.bedrock_length: min_tokens (50) is greater than "
+            "max_tokens (10); no answer could pass",
+        ]
+    )
     result.assert_outcomes()
 
 
 # -- registration -----------------------------------------------------------------------------------
-def test_markers_are_registered_for_strict_markers_and_listed(bedrock_pytester: BedrockPytester) -> None:
+def test_markers_are_registered_for_strict_markers_and_listed(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(
         test_strict="""
         import pytest
@@ -301,17 +328,22 @@ def test_markers_are_registered_for_strict_markers_and_listed(bedrock_pytester: 
         """
     )
     # In a subprocess: in-process runs share pytest's MARK_GEN, which remembers marker names.
-    strict = bedrock_pytester.pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers", "--collect-only", "-q")
+    strict = bedrock_pytester.pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--strict-markers", "--collect-only", "-q"
+    )
     assert strict.ret == pytest.ExitCode.OK
     strict.stdout.fnmatch_lines(["test_strict.py::test_marked"])
     listing = bedrock_pytester.run("--markers")
     assert listing.ret == pytest.ExitCode.OK
-    listing.stdout.fnmatch_lines([
-        "@pytest.mark.bedrock_latency(max_ms_per_token=None, max_ttft_ms=None, max_total_ms=None, percentile=50): *",
-        "@pytest.mark.bedrock_length(max_tokens=None, min_tokens=None, max_words=None, max_chars=None): *",
-        "@pytest.mark.bedrock_regression(max_slowdown=1.10, max_verbosity=1.15, max_ttft_slowdown=1.25, budget=40, "
-        "policy='strict'): *",
-    ], consecutive=False)
+    listing.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.bedrock_latency(max_ms_per_token=None, max_ttft_ms=None, max_total_ms=None, percentile=50): *",
+            "@pytest.mark.bedrock_length(max_tokens=None, min_tokens=None, max_words=None, max_chars=None): *",
+            "@pytest.mark.bedrock_regression(max_slowdown=1.10, max_verbosity=1.15, max_ttft_slowdown=1.25, budget=40, "
+            "policy='strict'): *",
+        ],
+        consecutive=False,
+    )
 
 
 def test_plugin_can_be_disabled(bedrock_pytester: BedrockPytester) -> None:
@@ -325,13 +357,23 @@ def test_plugin_can_be_disabled(bedrock_pytester: BedrockPytester) -> None:
         """
     )
     # In a subprocess: in-process runs share pytest's MARK_GEN, which remembers marker names.
-    result = bedrock_pytester.pytester.runpytest_subprocess("-p", "no:bedrock_latency", "-p", "no:cacheprovider",
-                                                            "--strict-markers")
+    result = bedrock_pytester.pytester.runpytest_subprocess(
+        "-p", "no:bedrock_latency", "-p", "no:cacheprovider", "--strict-markers"
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*'bedrock_latency' not found in `markers` configuration option*"])
-    result = bedrock_pytester.pytester.runpytest("-p", "no:bedrock_latency", "-p", "no:cacheprovider", "--bedrock-model=x")
+    result = bedrock_pytester.pytester.runpytest(
+        "-p", "no:bedrock_latency", "-p", "no:cacheprovider", "--bedrock-model=x"
+    )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unrecognized arguments: --bedrock-model=x*"])
-    plain = bedrock_pytester.pytester.runpytest("-p", "no:bedrock_latency", "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnknownMarkWarning")
+    plain = bedrock_pytester.pytester.runpytest(
+        "-p",
+        "no:bedrock_latency",
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "ignore::pytest.PytestUnknownMarkWarning",
+    )
     plain.assert_outcomes(passed=1)  # the marker is inert: nothing is measured or checked
     assert "bedrock latency" not in plain.stdout.str()

@@ -120,7 +120,9 @@ def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> N
     regression = document["tests"][0]["regression"]
     assert regression["base"] == BASE and regression["candidate"] == CUSTOM + "verbose"
     pairs = regression["pairs"]
-    assert len(pairs) == {m["key"]: m for m in regression["metrics"]}["output_tokens"]["pairs"] >= 10
+    assert (
+        len(pairs) == {m["key"]: m for m in regression["metrics"]}["output_tokens"]["pairs"] >= 10
+    )
     assert {p["order"] for p in pairs} <= {"candidate-first", "base-first"}
     first = pairs[0]
     assert first["candidate"]["output_tokens"] > 0 and first["base"]["started_at"] > 1.6e9
@@ -145,15 +147,27 @@ def test_the_test_bodys_own_calls_count_toward_the_call_budget(suite: pytest.Pyt
 
 
 def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pytester) -> None:
-    result = gate(suite, "slow", "--bedrock-max-calls", "9", "--bedrock-regression-policy", "lenient")
+    result = gate(
+        suite, "slow", "--bedrock-max-calls", "9", "--bedrock-regression-policy", "lenient"
+    )
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*bedrock_regression: ms/token x1.* > 1.10 is marginal after 3 pairs; passed because policy is lenient*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*bedrock_regression: ms/token x1.* > 1.10 is marginal after 3 pairs; passed because policy is lenient*"
+        ]
+    )
 
 
-def test_too_much_noise_for_the_budget_says_how_many_pairs_it_would_take(suite: pytest.Pytester) -> None:
+def test_too_much_noise_for_the_budget_says_how_many_pairs_it_would_take(
+    suite: pytest.Pytester,
+) -> None:
     result = gate(suite, "noisy", marker="budget=5")
     assert result.ret == pytest.ExitCode.OK  # marginal, and said so: a warning, not a failure
-    result.stdout.fnmatch_lines(["*bedrock_regression: output tokens too noisy for x1.15 at this budget: about * pairs would be needed (budget 5)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*bedrock_regression: output tokens too noisy for x1.15 at this budget: about * pairs would be needed (budget 5)*"
+        ]
+    )
 
 
 def test_a_failed_request_drops_its_pair(suite: pytest.Pytester) -> None:
@@ -167,14 +181,21 @@ def test_a_failed_request_drops_its_pair(suite: pytest.Pytester) -> None:
             bedrock_emulator.inject_error("ModelErrorException", model_id="{BASE}", times=2)
         """
     )
-    result = suite.runpytest("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same", "--bedrock-report", "r.json")
+    result = suite.runpytest(
+        "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same", "--bedrock-report", "r.json"
+    )
     regression = json.loads((suite.path / "r.json").read_text())["tests"][0]["regression"]
     assert regression["dropped_pairs"] + regression["warmup_pairs"] >= 1
-    assert any("ModelErrorException from Bedrock for model amazon.titan-text-express-v1" in e for e in regression["errors"])
+    assert any(
+        "ModelErrorException from Bedrock for model amazon.titan-text-express-v1" in e
+        for e in regression["errors"]
+    )
     result.assert_outcomes(passed=1)
 
 
-def test_the_base_comes_from_the_control_plane_for_a_custom_model(pytester: pytest.Pytester) -> None:
+def test_the_base_comes_from_the_control_plane_for_a_custom_model(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makefile(".toml", profiles=PROFILES)
     pytester.makepyfile(
         test_gate="""
@@ -197,22 +218,37 @@ def test_the_base_comes_from_the_control_plane_for_a_custom_model(pytester: pyte
         """
     )
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--bedrock-emulator", "--bedrock-emulator-profiles", "profiles.toml",
-        "--bedrock-model", CUSTOM + "support-v3", "-rA",
+        "-p",
+        "no:cacheprovider",
+        "--bedrock-emulator",
+        "--bedrock-emulator-profiles",
+        "profiles.toml",
+        "--bedrock-model",
+        CUSTOM + "support-v3",
+        "-rA",
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["test_gate*amazon.titan-text-express-v1*pass*"])
 
 
 def test_an_imported_model_asks_for_a_base(pytester: pytest.Pytester) -> None:
-    pytester.makefile(".toml", profiles=PROFILES + '\n[models."*"]\nlike = "amazon.titan-text-express-v1"\n')
+    pytester.makefile(
+        ".toml", profiles=PROFILES + '\n[models."*"]\nlike = "amazon.titan-text-express-v1"\n'
+    )
     pytester.makepyfile(test_gate=GATE_TEST.format(args=""))
     result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--bedrock-emulator", "--bedrock-emulator-profiles", "profiles.toml",
-        "--bedrock-model", "arn:aws:bedrock:us-east-1:123456789012:imported-model/abc123",
+        "-p",
+        "no:cacheprovider",
+        "--bedrock-emulator",
+        "--bedrock-emulator-profiles",
+        "profiles.toml",
+        "--bedrock-model",
+        "arn:aws:bedrock:us-east-1:123456789012:imported-model/abc123",
     )
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["bedrock_regression: no base model for abc123: *--bedrock-baseline*"])
+    result.stdout.fnmatch_lines(
+        ["bedrock_regression: no base model for abc123: *--bedrock-baseline*"]
+    )
 
 
 class TestStoredBaselines:
@@ -258,11 +294,17 @@ class TestStoredBaselines:
 
     def test_unused_entries_are_reported_not_failed(self, suite: pytest.Pytester) -> None:
         self.record(suite)
-        suite.makepyfile(test_gate="def test_other():\n    pass\n", test_b=GATE_TEST.format(args="budget=10"))
+        suite.makepyfile(
+            test_gate="def test_other():\n    pass\n", test_b=GATE_TEST.format(args="budget=10")
+        )
         result = suite.runpytest(*self.RUN)
-        result.stdout.fnmatch_lines(["bedrock: 1 stored baseline entry in .bedrock-baseline.json no test used*"])
+        result.stdout.fnmatch_lines(
+            ["bedrock: 1 stored baseline entry in .bedrock-baseline.json no test used*"]
+        )
 
-    def test_a_corrupt_file_is_a_clear_error_and_is_left_alone(self, suite: pytest.Pytester) -> None:
+    def test_a_corrupt_file_is_a_clear_error_and_is_left_alone(
+        self, suite: pytest.Pytester
+    ) -> None:
         path = suite.path / ".bedrock-baseline.json"
         path.write_text('{"schema_version": 1, "tests": {')
         suite.makepyfile(test_gate=GATE_TEST.format(args="budget=10"))
@@ -283,16 +325,29 @@ class TestStoredBaselines:
 @pytest.mark.parametrize(
     ("marker", "message"),
     [
-        ("max_slowdown=0.9", "*max_slowdown is the ratio candidate/base allowed and must be at least 1.0*"),
+        (
+            "max_slowdown=0.9",
+            "*max_slowdown is the ratio candidate/base allowed and must be at least 1.0*",
+        ),
         ("budget=3", "*budget must be at least 5 pairs*"),
         ("policy='loose'", "*policy must be one of 'strict', 'lenient', got 'loose'*"),
         ("max_verbosity='1.2'", "*max_verbosity must be a number, got '1.2' (str)*"),
-        ("tolerance=1.1", "*unknown argument 'tolerance' (allowed: max_slowdown, max_verbosity, max_ttft_slowdown, budget, policy)*"),
+        (
+            "tolerance=1.1",
+            "*unknown argument 'tolerance' (allowed: max_slowdown, max_verbosity, max_ttft_slowdown, budget, policy)*",
+        ),
     ],
 )
-def test_bad_marker_arguments_are_usage_errors(pytester: pytest.Pytester, marker: str, message: str) -> None:
+def test_bad_marker_arguments_are_usage_errors(
+    pytester: pytest.Pytester, marker: str, message: str
+) -> None:
     pytester.makepyfile(test_gate=GATE_TEST.format(args=marker))
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: invalid bedrock marker(s):", "  test_gate.py::test_gate: @pytest.mark.bedrock_regression" + message])
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: invalid bedrock marker(s):",
+            "  test_gate.py::test_gate: @pytest.mark.bedrock_regression" + message,
+        ]
+    )
     result.assert_outcomes()

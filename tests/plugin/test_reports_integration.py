@@ -5,8 +5,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING
 
-import pytest
-
 import pytest_bedrock_latency
 
 if TYPE_CHECKING:  # the fixture's class, from tests/conftest.py
@@ -34,22 +32,27 @@ def test_no_bedrock():
 """
 
 
-def test_summary_table_has_a_row_per_test_that_used_bedrock(bedrock_pytester: BedrockPytester) -> None:
+def test_summary_table_has_a_row_per_test_that_used_bedrock(
+    bedrock_pytester: BedrockPytester,
+) -> None:
     bedrock_pytester.makepyfile(test_suite=SUITE)
     result = bedrock_pytester.run()
     result.assert_outcomes(passed=3, failed=1)
     ms = r"\d+\.\d"  # a real timing, one decimal
     model = MODEL.replace(".", r"\.")
-    result.stdout.re_match_lines([
-        r"=+ bedrock latency =+$",
-        r"test\s+model\s+calls\s+TTFT p50\s+ms/tok p50\s+ms/tok p90\s+out tok p50\s+out tok max\s+verdict$",
-        r"[- ]+$",
-        rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+passed$",
-        rf"test_wordy\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+failed$",
-        rf"test_unmarked\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+3\s+3\s+passed$",
-        r"$",
-        rf"Bedrock spend: {model} 4 calls, \d+ in / 63 out tokens$",
-    ], consecutive=True)
+    result.stdout.re_match_lines(
+        [
+            r"=+ bedrock latency =+$",
+            r"test\s+model\s+calls\s+TTFT p50\s+ms/tok p50\s+ms/tok p90\s+out tok p50\s+out tok max\s+verdict$",
+            r"[- ]+$",
+            rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+passed$",
+            rf"test_wordy\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+failed$",
+            rf"test_unmarked\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+3\s+3\s+passed$",
+            r"$",
+            rf"Bedrock spend: {model} 4 calls, \d+ in / 63 out tokens$",
+        ],
+        consecutive=True,
+    )
     assert "test_no_bedrock" not in result.stdout.str().split("bedrock latency")[1]
 
 
@@ -58,12 +61,15 @@ def test_verbose_adds_a_row_per_call(bedrock_pytester: BedrockPytester) -> None:
     result = bedrock_pytester.run("-v", "-k", "good")
     ms = r"\d+\.\d"
     model = MODEL.replace(".", r"\.")
-    result.stdout.re_match_lines([
-        rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+passed$",
-        rf"└ call 1 ConverseStream\s+{model}\s+{ms}\s+{ms}\s+20\s+end_turn$",
-        rf"└ call 2 Converse\s+{model}\s+-\s+-\s+20\s+end_turn$",
-        r"$",
-    ], consecutive=True)
+    result.stdout.re_match_lines(
+        [
+            rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+passed$",
+            rf"└ call 1 ConverseStream\s+{model}\s+{ms}\s+{ms}\s+20\s+end_turn$",
+            rf"└ call 2 Converse\s+{model}\s+-\s+-\s+20\s+end_turn$",
+            r"$",
+        ],
+        consecutive=True,
+    )
 
 
 def test_no_table_when_no_test_used_bedrock(bedrock_pytester: BedrockPytester) -> None:
@@ -82,27 +88,52 @@ def test_json_report(bedrock_pytester: BedrockPytester) -> None:
     result.assert_outcomes(passed=3, failed=1)
     path = bedrock_pytester.path / "out" / "report.json"
     result.stdout.fnmatch_lines([f"bedrock: JSON report written to {path}"])
-    assert sorted(p.name for p in path.parent.iterdir()) == ["report.json"]  # no temporary file left
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "report.json"
+    ]  # no temporary file left
     doc = bedrock_pytester.json("out/report.json")
     assert doc["schema_version"] == 1
     env = doc["environment"]
-    assert (env["endpoint_kind"], env["region"], env["candidate_model"]) == ("emulator", "us-east-1", MODEL)
+    assert (env["endpoint_kind"], env["region"], env["candidate_model"]) == (
+        "emulator",
+        "us-east-1",
+        MODEL,
+    )
     assert env["plugin_version"] == pytest_bedrock_latency.__version__ and env["boto3_version"]
     assert env["models"] == [MODEL] and env["includes_text"] is False
     tests = {t["nodeid"]: t for t in doc["tests"]}
-    assert sorted(tests) == ["test_suite.py::test_good", "test_suite.py::test_unmarked", "test_suite.py::test_wordy"]
+    assert sorted(tests) == [
+        "test_suite.py::test_good",
+        "test_suite.py::test_unmarked",
+        "test_suite.py::test_wordy",
+    ]
     good, wordy = tests["test_suite.py::test_good"], tests["test_suite.py::test_wordy"]
     assert (good["outcome"], wordy["outcome"]) == ("passed", "failed")
-    assert good["bounds"] == {"bedrock_length": {"max_tokens": 100, "min_tokens": None, "max_words": None, "max_chars": None}}
+    assert good["bounds"] == {
+        "bedrock_length": {
+            "max_tokens": 100,
+            "min_tokens": None,
+            "max_words": None,
+            "max_chars": None,
+        }
+    }
     assert [c["operation"] for c in good["calls"]] == ["ConverseStream", "Converse"]
     assert [c["output_tokens"] for c in good["calls"]] == [20, 20]
     streamed = good["calls"][0]
-    assert streamed["model_id"] == MODEL and streamed["ttft_ms"] > 0 and streamed["ms_per_token"] > 0
+    assert (
+        streamed["model_id"] == MODEL and streamed["ttft_ms"] > 0 and streamed["ms_per_token"] > 0
+    )
     assert all("text" not in call for t in doc["tests"] for call in t["calls"])
-    assert wordy["checks"] == [{
-        "marker": "bedrock_length", "metric": "output tokens max", "observed": 20.0, "limit": 5.0, "ok": False,
-        "message": f"bedrock_length: output tokens max 20 > 5 allowed (model {MODEL}, 1 of 1 answers)",
-    }]
+    assert wordy["checks"] == [
+        {
+            "marker": "bedrock_length",
+            "metric": "output tokens max",
+            "observed": 20.0,
+            "limit": 5.0,
+            "ok": False,
+            "message": f"bedrock_length: output tokens max 20 > 5 allowed (model {MODEL}, 1 of 1 answers)",
+        }
+    ]
     assert doc["spend"][MODEL]["calls"] == 4 and doc["spend"][MODEL]["output_tokens"] == 63
 
 
@@ -115,7 +146,9 @@ def test_json_report_with_text(bedrock_pytester: BedrockPytester) -> None:
                 out.write(g.text)
         """
     )
-    bedrock_pytester.run("--bedrock-report", "report.json", "--bedrock-report-text").assert_outcomes(passed=1)
+    bedrock_pytester.run(
+        "--bedrock-report", "report.json", "--bedrock-report-text"
+    ).assert_outcomes(passed=1)
     doc = bedrock_pytester.json("report.json")
     assert doc["environment"]["includes_text"] is True
     (call,) = doc["tests"][0]["calls"]
@@ -126,12 +159,22 @@ def test_junit_xml_has_the_headline_figures(bedrock_pytester: BedrockPytester) -
     bedrock_pytester.makepyfile(test_suite=SUITE)
     bedrock_pytester.run("--junitxml", "junit.xml").assert_outcomes(passed=3, failed=1)
     root = ET.parse(bedrock_pytester.path / "junit.xml").getroot()
-    props = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")} for case in root.iter("testcase")}
+    props = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in root.iter("testcase")
+    }
     good = props["test_good"]
-    assert sorted(good) == sorted([
-        "bedrock_calls", "bedrock_ttft_ms_p50", "bedrock_ms_per_token_p50", "bedrock_ms_per_token_p90",
-        "bedrock_total_ms_p50", "bedrock_output_tokens_p50", "bedrock_output_tokens_max",
-    ])
+    assert sorted(good) == sorted(
+        [
+            "bedrock_calls",
+            "bedrock_ttft_ms_p50",
+            "bedrock_ms_per_token_p50",
+            "bedrock_ms_per_token_p90",
+            "bedrock_total_ms_p50",
+            "bedrock_output_tokens_p50",
+            "bedrock_output_tokens_max",
+        ]
+    )
     assert (good["bedrock_calls"], good["bedrock_output_tokens_max"]) == ("2.0", "20.0")
     assert 0.2 < float(good["bedrock_ms_per_token_p50"]) < 10
     assert props["test_wordy"]["bedrock_calls"] == "1.0"  # a failed bound still reports its figures

@@ -77,14 +77,27 @@ def test_two_workers_one_summary_one_report_one_baseline(
     isolate_environment(monkeypatch, tmp_path, SUPPORT_BOT_MODEL_ID=CONCISE)
     write_suite(pytester, {"test_gate_a": GATE_A, "test_gate_b": GATE_B})
     result = pytester.runpytest(
-        "-n", "2", "--dist", "loadfile",
-        "--bedrock-model", CONCISE, "--bedrock-baseline", BASE,
-        "--bedrock-update-baseline", "--bedrock-baseline-file", "baseline.json",
-        "--bedrock-report", "report.json", "--junitxml", "junit.xml",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--bedrock-model",
+        CONCISE,
+        "--bedrock-baseline",
+        BASE,
+        "--bedrock-update-baseline",
+        "--bedrock-baseline-file",
+        "baseline.json",
+        "--bedrock-report",
+        "report.json",
+        "--junitxml",
+        "junit.xml",
     )
     result.assert_outcomes(passed=6)
     workers = {name: (pytester.path / "workers" / name).read_text() for name in ("a", "b")}
-    assert sorted(workers.values()) == ["gw0", "gw1"], workers  # the two gates ran on different workers
+    assert sorted(workers.values()) == ["gw0", "gw1"], (
+        workers
+    )  # the two gates ran on different workers
 
     # One summary, printed once by the controller, with every measured test in it.
     output = result.stdout.str()
@@ -101,16 +114,20 @@ def test_two_workers_one_summary_one_report_one_baseline(
 
     # One baseline file with the base samples of both gates (recorded on different workers).
     baseline = json.loads((pytester.path / "baseline.json").read_text())
-    assert set(baseline["tests"]) == {"test_gate_a.py::test_gate_through_the_fixture",
-                                      "test_gate_b.py::test_gate_through_the_app"}
+    assert set(baseline["tests"]) == {
+        "test_gate_a.py::test_gate_through_the_fixture",
+        "test_gate_b.py::test_gate_through_the_app",
+    }
     for entries in baseline["tests"].values():
         (entry,) = entries.values()
         assert entry["model_id"] == BASE and len(entry["samples"]) >= 5
     assert "base samples recorded in" in output
 
     # JUnit XML: the figures of each measured test as properties (from the workers).
-    cases = {f"{c.get('classname').replace('.', '/')}.py::{c.get('name')}": c
-             for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    cases = {
+        f"{c.get('classname').replace('.', '/')}.py::{c.get('name')}": c
+        for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")
+    }
     for nodeid in MEASURED:
         properties = {p.get("name"): p.get("value") for p in cases[nodeid].iter("property")}
         assert float(properties["bedrock_calls"]) >= 1, nodeid

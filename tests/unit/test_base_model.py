@@ -35,9 +35,7 @@ TITAN = "amazon.titan-text-express-v1"
 TITAN_ARN = f"arn:aws:bedrock:{REGION}::foundation-model/{TITAN}"
 PT_ARN = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:provisioned-model/abcdefghijkl"
 # Real custom-model ARNs look like this (moto's are custom-model/<name>).
-REAL_CUSTOM_ARN = (
-    f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/{TITAN}:0:8k/abc123def456"
-)
+REAL_CUSTOM_ARN = f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/{TITAN}:0:8k/abc123def456"
 
 
 @pytest.fixture(autouse=True)
@@ -250,7 +248,9 @@ def test_provisioned_throughput_of_foundation_model() -> None:
     client = _stubbed_client()
     with Stubber(client) as stubber:
         stubber.add_response(
-            "get_provisioned_model_throughput", _throughput(TITAN_ARN), {"provisionedModelId": PT_ARN}
+            "get_provisioned_model_throughput",
+            _throughput(TITAN_ARN),
+            {"provisionedModelId": PT_ARN},
         )
         resolution = resolve_base_model(PT_ARN, client)
     assert resolution.base_model_id == TITAN
@@ -317,7 +317,10 @@ def test_name_that_is_an_imported_model() -> None:
         )
         stubber.add_response(
             "get_imported_model",
-            {"modelName": "my-llama", "modelArn": f"arn:aws:bedrock:{REGION}:{ACCOUNT}:imported-model/abc123def456"},
+            {
+                "modelName": "my-llama",
+                "modelArn": f"arn:aws:bedrock:{REGION}:{ACCOUNT}:imported-model/abc123def456",
+            },
             {"modelIdentifier": "my-llama"},
         )
         with pytest.raises(BaseModelError, match="imported model") as info:
@@ -348,7 +351,11 @@ def test_missing_base_field() -> None:
     with Stubber(client) as stubber:
         stubber.add_response(
             "get_custom_model",
-            {"modelArn": REAL_CUSTOM_ARN, "modelName": "x", "creationTime": dt.datetime(2025, 1, 1)},
+            {
+                "modelArn": REAL_CUSTOM_ARN,
+                "modelName": "x",
+                "creationTime": dt.datetime(2025, 1, 1),
+            },
         )
         with pytest.raises(BaseModelError, match="no baseModelArn"):
             resolve_base_model("x", client)

@@ -276,8 +276,14 @@ def test_wrong_shape(tmp_path: Path, document: Any, problem: str) -> None:
         (lambda e: e.update(samples=[]), "'samples' must be a non-empty list"),
         (lambda e: e.update(recorded_at="yesterday"), "'recorded_at' must be a number"),
         (lambda e: e["samples"][1].update(ms_per_token=-1), r"samples\[1\].*'ms_per_token'"),
-        (lambda e: e["samples"][0].update(ms_per_token=True), "'ms_per_token' must be a number or null"),
-        (lambda e: e["samples"][0].update(output_tokens=1.5), "'output_tokens' must be a non-negative integer"),
+        (
+            lambda e: e["samples"][0].update(ms_per_token=True),
+            "'ms_per_token' must be a number or null",
+        ),
+        (
+            lambda e: e["samples"][0].update(output_tokens=1.5),
+            "'output_tokens' must be a non-negative integer",
+        ),
         (lambda e: e["samples"][0].pop("stop_reason"), "missing 'stop_reason'"),
         (lambda e: e["samples"].append("fast"), r"samples\[2\]: expected an object"),
         (lambda e: e.update(region=5), "'region' must be a string or null"),
@@ -394,7 +400,9 @@ def test_request_key_is_stable_across_releases() -> None:
     # Changing the canonical form invalidates every stored baseline: pin it.
     params = {"modelId": "m.x", "messages": [{"role": "user", "content": [{"text": "hi"}]}]}
     assert request_key("Converse", params) == request_key("Converse", dict(params))
-    canonical = '{"operation":"Converse","params":{"messages":[{"content":[{"text":"hi"}],"role":"user"}]}}'
+    canonical = (
+        '{"operation":"Converse","params":{"messages":[{"content":[{"text":"hi"}],"role":"user"}]}}'
+    )
     assert request_key("Converse", params) == hashlib.sha256(canonical.encode()).hexdigest()[:16]
     assert request_key("Converse", params) == "edb1b9134e7809eb"
 

@@ -41,7 +41,9 @@ def error(name: str, *args: Any, **kwargs: Any) -> str:
 # -- valid markers ------------------------------------------------------------------------------
 def test_latency_marker_becomes_a_frozen_dataclass() -> None:
     bounds = parse("bedrock_latency", max_ms_per_token=35, max_ttft_ms=400.5, percentile=90)
-    assert bounds.latency == LatencyBounds(max_ms_per_token=35, max_ttft_ms=400.5, max_total_ms=None, percentile=90)
+    assert bounds.latency == LatencyBounds(
+        max_ms_per_token=35, max_ttft_ms=400.5, max_total_ms=None, percentile=90
+    )
     assert bounds.length is None and bounds.regression is None
     assert bounds.any
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -49,16 +51,31 @@ def test_latency_marker_becomes_a_frozen_dataclass() -> None:
 
 
 def test_length_and_regression_markers() -> None:
-    bounds = parse_markers(TEST, [
-        Mark("bedrock_length", kwargs={"max_tokens": 250, "min_tokens": 5}),
-        Mark("bedrock_regression", kwargs={"max_slowdown": 1.2, "budget": 5, "policy": "lenient"}),
-    ])
+    bounds = parse_markers(
+        TEST,
+        [
+            Mark("bedrock_length", kwargs={"max_tokens": 250, "min_tokens": 5}),
+            Mark(
+                "bedrock_regression", kwargs={"max_slowdown": 1.2, "budget": 5, "policy": "lenient"}
+            ),
+        ],
+    )
     assert bounds.length == LengthBounds(max_tokens=250, min_tokens=5)
     assert bounds.regression == RegressionGate(max_slowdown=1.2, budget=5, policy="lenient")
     assert bounds.to_json() == {
-        "bedrock_length": {"max_tokens": 250, "min_tokens": 5, "max_words": None, "max_chars": None},
-        "bedrock_regression": {"max_slowdown": 1.2, "max_verbosity": 1.15, "max_ttft_slowdown": 1.25,
-                               "budget": 5, "policy": "lenient"},
+        "bedrock_length": {
+            "max_tokens": 250,
+            "min_tokens": 5,
+            "max_words": None,
+            "max_chars": None,
+        },
+        "bedrock_regression": {
+            "max_slowdown": 1.2,
+            "max_verbosity": 1.15,
+            "max_ttft_slowdown": 1.25,
+            "budget": 5,
+            "policy": "lenient",
+        },
     }
 
 
@@ -67,11 +84,14 @@ def test_regression_marker_without_arguments_uses_the_defaults() -> None:
 
 
 def test_other_markers_are_ignored_and_the_closest_mark_wins() -> None:
-    bounds = parse_markers(TEST, [
-        Mark("parametrize", ("q", [1, 2])),
-        Mark("bedrock_latency", kwargs={"max_ttft_ms": 100}),  # on the function: closest
-        Mark("bedrock_latency", kwargs={"max_ttft_ms": 900}),  # on the class or module
-    ])
+    bounds = parse_markers(
+        TEST,
+        [
+            Mark("parametrize", ("q", [1, 2])),
+            Mark("bedrock_latency", kwargs={"max_ttft_ms": 100}),  # on the function: closest
+            Mark("bedrock_latency", kwargs={"max_ttft_ms": 900}),  # on the class or module
+        ],
+    )
     assert bounds.latency is not None and bounds.latency.max_ttft_ms == 100
 
 
@@ -86,7 +106,9 @@ def test_percentile_range_accepts(percentile: float) -> None:
 
 
 def test_length_accepts_min_equal_to_max() -> None:
-    assert parse("bedrock_length", min_tokens=10, max_tokens=10).length == LengthBounds(max_tokens=10, min_tokens=10)
+    assert parse("bedrock_length", min_tokens=10, max_tokens=10).length == LengthBounds(
+        max_tokens=10, min_tokens=10
+    )
 
 
 # -- usage errors: each names the test and the argument ------------------------------------------

@@ -31,9 +31,13 @@ class FakeClock:
         self.now += ms / 1000.0
 
 
-def record(operation: str = "ConverseStream", clock: FakeClock | None = None, model: str = "support-v3") -> tuple[CallRecord, FakeClock]:
+def record(
+    operation: str = "ConverseStream", clock: FakeClock | None = None, model: str = "support-v3"
+) -> tuple[CallRecord, FakeClock]:
     clock = clock or FakeClock()
-    return CallRecord(model, operation, {"modelId": model}, clock=clock, wall_clock=lambda: WALL), clock
+    return CallRecord(
+        model, operation, {"modelId": model}, clock=clock, wall_clock=lambda: WALL
+    ), clock
 
 
 def delta(text: str) -> dict[str, Any]:
@@ -41,17 +45,30 @@ def delta(text: str) -> dict[str, Any]:
 
 
 def metadata(output_tokens: int, input_tokens: int = 7, latency_ms: int = 120) -> dict[str, Any]:
-    return {"metadata": {"usage": {"inputTokens": input_tokens, "outputTokens": output_tokens,
-                                   "totalTokens": input_tokens + output_tokens},
-                         "metrics": {"latencyMs": latency_ms}}}
+    return {
+        "metadata": {
+            "usage": {
+                "inputTokens": input_tokens,
+                "outputTokens": output_tokens,
+                "totalTokens": input_tokens + output_tokens,
+            },
+            "metrics": {"latencyMs": latency_ms},
+        }
+    }
 
 
 def chunk(payload: dict[str, Any]) -> dict[str, Any]:
     return {"chunk": {"bytes": json.dumps(payload).encode()}}
 
 
-def converse_stream(rec: CallRecord, clock: FakeClock, words: list[str], *, gap_ms: float = 10.0,
-                    output_tokens: int | None = None) -> None:
+def converse_stream(
+    rec: CallRecord,
+    clock: FakeClock,
+    words: list[str],
+    *,
+    gap_ms: float = 10.0,
+    output_tokens: int | None = None,
+) -> None:
     """messageStart 60 ms after the send, first delta at 100 ms, one delta per ``gap_ms``."""
     clock.advance(50)
     rec.headers_received(0)
@@ -82,7 +99,9 @@ def converse_stream(rec: CallRecord, clock: FakeClock, words: list[str], *, gap_
         (100.0, None, 10, None),
     ],
 )
-def test_ms_per_token_is_time_after_first_token_over_remaining_tokens(total: float, ttft: float | None, tokens: int | None, expected: float | None) -> None:
+def test_ms_per_token_is_time_after_first_token_over_remaining_tokens(
+    total: float, ttft: float | None, tokens: int | None, expected: float | None
+) -> None:
     assert ms_per_token(total, ttft, tokens) == expected
 
 
@@ -145,7 +164,9 @@ def test_a_tool_use_delta_counts_as_content() -> None:
     rec, clock = record()
     rec.attempt_sent()
     clock.advance(40)
-    rec.stream_event({"contentBlockDelta": {"delta": {"toolUse": {"input": "{\"city\""}}, "contentBlockIndex": 0}})
+    rec.stream_event(
+        {"contentBlockDelta": {"delta": {"toolUse": {"input": '{"city"'}}, "contentBlockIndex": 0}}
+    )
     clock.advance(10)
     rec.stream_event(metadata(3))
     rec.stream_finished()
@@ -181,8 +202,14 @@ def test_attempts_come_from_retry_attempts_when_the_hook_missed_them() -> None:
     rec.attempt_sent()
     clock.advance(30)
     rec.headers_received(2)
-    rec.converse_response({"output": {"message": {"content": [{"text": "ok"}]}}, "stopReason": "end_turn",
-                           "usage": {"inputTokens": 1, "outputTokens": 1}, "metrics": {"latencyMs": 25}})
+    rec.converse_response(
+        {
+            "output": {"message": {"content": [{"text": "ok"}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 1, "outputTokens": 1},
+            "metrics": {"latencyMs": 25},
+        }
+    )
     assert rec.generation().attempts == 3
 
 
@@ -242,22 +269,36 @@ def test_converse_response_has_total_but_no_ttft() -> None:
     rec.attempt_sent()
     clock.advance(480)
     rec.headers_received(0)
-    rec.converse_response({
-        "output": {"message": {"role": "assistant", "content": [{"text": "Reset it "}, {"text": "in settings."}]}},
-        "stopReason": "max_tokens",
-        "usage": {"inputTokens": 11, "outputTokens": 40, "totalTokens": 51},
-        "metrics": {"latencyMs": 470},
-    })
+    rec.converse_response(
+        {
+            "output": {
+                "message": {
+                    "role": "assistant",
+                    "content": [{"text": "Reset it "}, {"text": "in settings."}],
+                }
+            },
+            "stopReason": "max_tokens",
+            "usage": {"inputTokens": 11, "outputTokens": 40, "totalTokens": 51},
+            "metrics": {"latencyMs": 470},
+        }
+    )
     g = rec.generation()
     assert rec.complete
     assert g.total_ms == pytest.approx(480.0)
     assert (g.ttft_ms, g.ms_per_token, g.tokens_per_second) == (None, None, None)
-    assert (g.text, g.stop_reason, g.input_tokens, g.output_tokens) == ("Reset it in settings.", "max_tokens", 11, 40)
+    assert (g.text, g.stop_reason, g.input_tokens, g.output_tokens) == (
+        "Reset it in settings.",
+        "max_tokens",
+        11,
+        40,
+    )
     assert g.server_latency_ms == 470.0
 
 
 # -- InvokeModel (not streamed) ---------------------------------------------------------------
-def invoke(body: dict[str, Any], headers: dict[str, str] | None = None, *, split: bool = False) -> Generation:
+def invoke(
+    body: dict[str, Any], headers: dict[str, str] | None = None, *, split: bool = False
+) -> Generation:
     rec, clock = record("InvokeModel")
     rec.attempt_sent()
     clock.advance(300)
@@ -282,7 +323,12 @@ HEADERS = {
 
 
 def test_invoke_headers_are_bedrock_usage_and_win_over_the_body() -> None:
-    body = {"inputTextTokenCount": 99, "results": [{"tokenCount": 99, "outputText": "Parcel on its way.", "completionReason": "FINISH"}]}
+    body = {
+        "inputTextTokenCount": 99,
+        "results": [
+            {"tokenCount": 99, "outputText": "Parcel on its way.", "completionReason": "FINISH"}
+        ],
+    }
     g = invoke(body, HEADERS)
     assert (g.input_tokens, g.output_tokens, g.server_latency_ms) == (13, 42, 290.0)
     assert (g.text, g.stop_reason) == ("Parcel on its way.", "FINISH")
@@ -291,36 +337,83 @@ def test_invoke_headers_are_bedrock_usage_and_win_over_the_body() -> None:
 
 
 def test_invoke_body_read_in_pieces_is_parsed_once_finished() -> None:
-    body = {"generation": "Hello there friend", "prompt_token_count": 4, "generation_token_count": 3, "stop_reason": "stop"}
+    body = {
+        "generation": "Hello there friend",
+        "prompt_token_count": 4,
+        "generation_token_count": 3,
+        "stop_reason": "stop",
+    }
     g = invoke(body, split=True)
-    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == ("Hello there friend", 4, 3, "stop")
+    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == (
+        "Hello there friend",
+        4,
+        3,
+        "stop",
+    )
 
 
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
         pytest.param(
-            {"id": "msg_1", "type": "message", "role": "assistant",
-             "content": [{"type": "text", "text": "Claude says hi"}], "stop_reason": "end_turn",
-             "usage": {"input_tokens": 8, "output_tokens": 4}},
-            ("Claude says hi", 8, 4, "end_turn"), id="anthropic"),
+            {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "content": [{"type": "text", "text": "Claude says hi"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 8, "output_tokens": 4},
+            },
+            ("Claude says hi", 8, 4, "end_turn"),
+            id="anthropic",
+        ),
         pytest.param(
-            {"output": {"message": {"role": "assistant", "content": [{"text": "Nova says hi"}]}},
-             "stopReason": "end_turn", "usage": {"inputTokens": 5, "outputTokens": 3, "totalTokens": 8}},
-            ("Nova says hi", 5, 3, "end_turn"), id="nova"),
+            {
+                "output": {"message": {"role": "assistant", "content": [{"text": "Nova says hi"}]}},
+                "stopReason": "end_turn",
+                "usage": {"inputTokens": 5, "outputTokens": 3, "totalTokens": 8},
+            },
+            ("Nova says hi", 5, 3, "end_turn"),
+            id="nova",
+        ),
         pytest.param(
-            {"inputTextTokenCount": 6, "results": [{"tokenCount": 3, "outputText": "Titan says hi", "completionReason": "LENGTH"}]},
-            ("Titan says hi", 6, 3, "LENGTH"), id="titan"),
+            {
+                "inputTextTokenCount": 6,
+                "results": [
+                    {"tokenCount": 3, "outputText": "Titan says hi", "completionReason": "LENGTH"}
+                ],
+            },
+            ("Titan says hi", 6, 3, "LENGTH"),
+            id="titan",
+        ),
         pytest.param(
-            {"generation": "Llama says hi", "prompt_token_count": 9, "generation_token_count": 3, "stop_reason": "length"},
-            ("Llama says hi", 9, 3, "length"), id="llama"),
+            {
+                "generation": "Llama says hi",
+                "prompt_token_count": 9,
+                "generation_token_count": 3,
+                "stop_reason": "length",
+            },
+            ("Llama says hi", 9, 3, "length"),
+            id="llama",
+        ),
         pytest.param(
             {"outputs": [{"text": "Mistral says hi", "stop_reason": "stop"}]},
-            ("Mistral says hi", None, None, "stop"), id="mistral-completion"),
+            ("Mistral says hi", None, None, "stop"),
+            id="mistral-completion",
+        ),
         pytest.param(
-            {"choices": [{"message": {"role": "assistant", "content": "Chat says hi"}, "finish_reason": "stop"}],
-             "usage": {"prompt_tokens": 10, "completion_tokens": 3}},
-            ("Chat says hi", 10, 3, "stop"), id="choices"),
+            {
+                "choices": [
+                    {
+                        "message": {"role": "assistant", "content": "Chat says hi"},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+            },
+            ("Chat says hi", 10, 3, "stop"),
+            id="choices",
+        ),
     ],
 )
 def test_native_invoke_bodies_per_family(body: dict[str, Any], expected: tuple[Any, ...]) -> None:
@@ -359,70 +452,192 @@ def stream_chunks(chunks: list[dict[str, Any]], *, first_text_index: int) -> Gen
     return g
 
 
-METRICS = {"inputTokenCount": 21, "outputTokenCount": 3, "invocationLatency": 77, "firstByteLatency": 30}
+METRICS = {
+    "inputTokenCount": 21,
+    "outputTokenCount": 3,
+    "invocationLatency": 77,
+    "firstByteLatency": 30,
+}
 
 
 def test_anthropic_stream_ttft_at_first_text_delta() -> None:
-    g = stream_chunks([
-        {"type": "message_start", "message": {"type": "message", "role": "assistant", "content": [],
-                                              "usage": {"input_tokens": 21, "output_tokens": 1}}},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " there"}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " you"}},
-        {"type": "content_block_stop", "index": 0},
-        {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 3}},
-        {"type": "message_stop", "amazon-bedrock-invocationMetrics": METRICS},
-    ], first_text_index=2)
-    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason, g.server_latency_ms) == ("Hi there you", 21, 3, "end_turn", 77.0)
+    g = stream_chunks(
+        [
+            {
+                "type": "message_start",
+                "message": {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "usage": {"input_tokens": 21, "output_tokens": 1},
+                },
+            },
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "Hi"},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": " there"},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": " you"},
+            },
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": 3},
+            },
+            {"type": "message_stop", "amazon-bedrock-invocationMetrics": METRICS},
+        ],
+        first_text_index=2,
+    )
+    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason, g.server_latency_ms) == (
+        "Hi there you",
+        21,
+        3,
+        "end_turn",
+        77.0,
+    )
     assert g.ms_per_token == pytest.approx((g.total_ms - g.ttft_ms) / 2)
 
 
 def test_nova_stream_chunks_are_converse_shaped() -> None:
-    g = stream_chunks([
-        {"messageStart": {"role": "assistant"}},
-        {"contentBlockDelta": {"delta": {"text": "Nova"}, "contentBlockIndex": 0}},
-        {"contentBlockDelta": {"delta": {"text": " streams"}, "contentBlockIndex": 0}},
-        {"contentBlockStop": {"contentBlockIndex": 0}},
-        {"messageStop": {"stopReason": "end_turn"}},
-        {"metadata": {"usage": {"inputTokens": 4, "outputTokens": 2}},
-         "amazon-bedrock-invocationMetrics": {**METRICS, "inputTokenCount": 4, "outputTokenCount": 2}},
-    ], first_text_index=1)
-    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == ("Nova streams", 4, 2, "end_turn")
+    g = stream_chunks(
+        [
+            {"messageStart": {"role": "assistant"}},
+            {"contentBlockDelta": {"delta": {"text": "Nova"}, "contentBlockIndex": 0}},
+            {"contentBlockDelta": {"delta": {"text": " streams"}, "contentBlockIndex": 0}},
+            {"contentBlockStop": {"contentBlockIndex": 0}},
+            {"messageStop": {"stopReason": "end_turn"}},
+            {
+                "metadata": {"usage": {"inputTokens": 4, "outputTokens": 2}},
+                "amazon-bedrock-invocationMetrics": {
+                    **METRICS,
+                    "inputTokenCount": 4,
+                    "outputTokenCount": 2,
+                },
+            },
+        ],
+        first_text_index=1,
+    )
+    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == (
+        "Nova streams",
+        4,
+        2,
+        "end_turn",
+    )
 
 
 def test_titan_stream_counts_and_completion_reason() -> None:
-    g = stream_chunks([
-        {"outputText": "Your parcel", "index": 0, "totalOutputTextTokenCount": 2, "completionReason": None, "inputTextTokenCount": 21},
-        {"outputText": " ships today", "index": 0, "totalOutputTextTokenCount": 4, "completionReason": None, "inputTextTokenCount": None},
-        {"outputText": "", "index": 0, "totalOutputTextTokenCount": 4, "completionReason": "FINISH",
-         "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 4}},
-    ], first_text_index=0)
-    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == ("Your parcel ships today", 21, 4, "FINISH")
+    g = stream_chunks(
+        [
+            {
+                "outputText": "Your parcel",
+                "index": 0,
+                "totalOutputTextTokenCount": 2,
+                "completionReason": None,
+                "inputTextTokenCount": 21,
+            },
+            {
+                "outputText": " ships today",
+                "index": 0,
+                "totalOutputTextTokenCount": 4,
+                "completionReason": None,
+                "inputTextTokenCount": None,
+            },
+            {
+                "outputText": "",
+                "index": 0,
+                "totalOutputTextTokenCount": 4,
+                "completionReason": "FINISH",
+                "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 4},
+            },
+        ],
+        first_text_index=0,
+    )
+    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == (
+        "Your parcel ships today",
+        21,
+        4,
+        "FINISH",
+    )
 
 
 def test_llama_stream() -> None:
-    g = stream_chunks([
-        {"generation": "", "prompt_token_count": 21, "generation_token_count": 0, "stop_reason": None},
-        {"generation": "Llama", "prompt_token_count": None, "generation_token_count": 1, "stop_reason": None},
-        {"generation": " here", "prompt_token_count": None, "generation_token_count": 2, "stop_reason": "stop",
-         "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 2}},
-    ], first_text_index=1)
+    g = stream_chunks(
+        [
+            {
+                "generation": "",
+                "prompt_token_count": 21,
+                "generation_token_count": 0,
+                "stop_reason": None,
+            },
+            {
+                "generation": "Llama",
+                "prompt_token_count": None,
+                "generation_token_count": 1,
+                "stop_reason": None,
+            },
+            {
+                "generation": " here",
+                "prompt_token_count": None,
+                "generation_token_count": 2,
+                "stop_reason": "stop",
+                "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 2},
+            },
+        ],
+        first_text_index=1,
+    )
     assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == ("Llama here", 21, 2, "stop")
 
 
 def test_mistral_and_choices_streams_take_counts_from_invocation_metrics() -> None:
-    g = stream_chunks([
-        {"outputs": [{"text": "Bonjour", "stop_reason": None}]},
-        {"outputs": [{"text": " monde", "stop_reason": "stop"}], "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 2}},
-    ], first_text_index=0)
-    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == ("Bonjour monde", 21, 2, "stop")
-    g = stream_chunks([
-        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        {"choices": [{"index": 0, "delta": {"content": "Hola"}, "finish_reason": None}]},
-        {"choices": [{"index": 0, "delta": {"content": " mundo"}, "stop_reason": "stop"}],
-         "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 2}},
-    ], first_text_index=1)
+    g = stream_chunks(
+        [
+            {"outputs": [{"text": "Bonjour", "stop_reason": None}]},
+            {
+                "outputs": [{"text": " monde", "stop_reason": "stop"}],
+                "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 2},
+            },
+        ],
+        first_text_index=0,
+    )
+    assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == (
+        "Bonjour monde",
+        21,
+        2,
+        "stop",
+    )
+    g = stream_chunks(
+        [
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ]
+            },
+            {"choices": [{"index": 0, "delta": {"content": "Hola"}, "finish_reason": None}]},
+            {
+                "choices": [{"index": 0, "delta": {"content": " mundo"}, "stop_reason": "stop"}],
+                "amazon-bedrock-invocationMetrics": {**METRICS, "outputTokenCount": 2},
+            },
+        ],
+        first_text_index=1,
+    )
     assert (g.text, g.input_tokens, g.output_tokens, g.stop_reason) == ("Hola mundo", 21, 2, "stop")
 
 
@@ -449,9 +664,22 @@ def sample_generation(**changes: Any) -> Generation:
 def test_generation_is_frozen_with_the_documented_fields() -> None:
     g = sample_generation()
     assert [f.name for f in dataclasses.fields(Generation)] == [
-        "model_id", "operation", "text", "input_tokens", "output_tokens", "stop_reason", "ttft_ms",
-        "total_ms", "ms_per_token", "tokens_per_second", "server_latency_ms", "words", "chars",
-        "attempts", "retry_wait_ms", "started_at",
+        "model_id",
+        "operation",
+        "text",
+        "input_tokens",
+        "output_tokens",
+        "stop_reason",
+        "ttft_ms",
+        "total_ms",
+        "ms_per_token",
+        "tokens_per_second",
+        "server_latency_ms",
+        "words",
+        "chars",
+        "attempts",
+        "retry_wait_ms",
+        "started_at",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         g.text = "changed"  # type: ignore[misc]

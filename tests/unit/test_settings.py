@@ -17,7 +17,9 @@ INI_PATH = INI_DIR / "pytest.ini"
 class FakeConfig:
     """What ``resolve`` needs of pytest.Config: options by dest, ini values by name."""
 
-    def __init__(self, options: dict[str, Any] | None = None, ini: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, options: dict[str, Any] | None = None, ini: dict[str, str] | None = None
+    ) -> None:
         self.options = options or {}
         self.ini = ini or {}
 
@@ -28,8 +30,13 @@ class FakeConfig:
         return self.ini.get(name, "")  # pytest's default for these keys is ""
 
 
-def settings(options: dict[str, Any] | None = None, ini: dict[str, str] | None = None,
-             environ: dict[str, str] | None = None, *, ini_dir: Path | None = INI_DIR) -> Settings:
+def settings(
+    options: dict[str, Any] | None = None,
+    ini: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None,
+    *,
+    ini_dir: Path | None = INI_DIR,
+) -> Settings:
     return resolve(
         FakeConfig(options, ini),
         environ=environ or {},
@@ -39,8 +46,11 @@ def settings(options: dict[str, Any] | None = None, ini: dict[str, str] | None =
     )
 
 
-def failure(options: dict[str, Any] | None = None, ini: dict[str, str] | None = None,
-            environ: dict[str, str] | None = None) -> str:
+def failure(
+    options: dict[str, Any] | None = None,
+    ini: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> str:
     with pytest.raises(SettingsError) as info:
         settings(options, ini, environ)
     return str(info.value)
@@ -49,19 +59,46 @@ def failure(options: dict[str, Any] | None = None, ini: dict[str, str] | None = 
 def test_defaults() -> None:
     s = settings()
     assert s == Settings(baseline_file=INI_DIR / ".bedrock-baseline.json")
-    assert (s.model, s.emulator, s.latency_scale, s.regression_budget, s.regression_policy, s.concurrency) == (
-        None, False, 1.0, 40, "strict", 4)
+    assert (
+        s.model,
+        s.emulator,
+        s.latency_scale,
+        s.regression_budget,
+        s.regression_policy,
+        s.concurrency,
+    ) == (None, False, 1.0, 40, "strict", 4)
 
 
 def test_every_option_has_flag_ini_and_dest_named_alike() -> None:
     names = {o.name for o in OPTIONS}
-    assert {"model", "baseline", "region", "aws_profile", "endpoint_url", "emulator", "emulator_profiles",
-            "max_tokens", "report", "report_text", "latency_scale"} <= names
+    assert {
+        "model",
+        "baseline",
+        "region",
+        "aws_profile",
+        "endpoint_url",
+        "emulator",
+        "emulator_profiles",
+        "max_tokens",
+        "report",
+        "report_text",
+        "latency_scale",
+    } <= names
     model = next(o for o in OPTIONS if o.name == "model")
-    assert (model.flag, model.ini, model.env, model.dest) == ("--bedrock-model", "bedrock_model", "BEDROCK_MODEL_ID", "bedrock_model")
+    assert (model.flag, model.ini, model.env, model.dest) == (
+        "--bedrock-model",
+        "bedrock_model",
+        "BEDROCK_MODEL_ID",
+        "bedrock_model",
+    )
     envs = {o.name: o.env for o in OPTIONS if o.env}
-    assert envs == {"model": "BEDROCK_MODEL_ID", "baseline": "BEDROCK_BASELINE_MODEL_ID", "region": "AWS_REGION",
-                    "aws_profile": "AWS_PROFILE", "endpoint_url": "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"}
+    assert envs == {
+        "model": "BEDROCK_MODEL_ID",
+        "baseline": "BEDROCK_BASELINE_MODEL_ID",
+        "region": "AWS_REGION",
+        "aws_profile": "AWS_PROFILE",
+        "endpoint_url": "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+    }
 
 
 # -- precedence: command line > environment > ini > default --------------------------------------
@@ -70,16 +107,28 @@ def test_ini_beats_default() -> None:
 
 
 def test_environment_beats_ini() -> None:
-    assert settings(ini={"bedrock_model": "ini-model"}, environ={"BEDROCK_MODEL_ID": "env-model"}).model == "env-model"
+    assert (
+        settings(
+            ini={"bedrock_model": "ini-model"}, environ={"BEDROCK_MODEL_ID": "env-model"}
+        ).model
+        == "env-model"
+    )
 
 
 def test_command_line_beats_environment_and_ini() -> None:
-    s = settings({"bedrock_model": "cli-model"}, {"bedrock_model": "ini-model"}, {"BEDROCK_MODEL_ID": "env-model"})
+    s = settings(
+        {"bedrock_model": "cli-model"},
+        {"bedrock_model": "ini-model"},
+        {"BEDROCK_MODEL_ID": "env-model"},
+    )
     assert s.model == "cli-model"
 
 
 def test_empty_environment_variable_is_unset() -> None:
-    assert settings(ini={"bedrock_model": "ini-model"}, environ={"BEDROCK_MODEL_ID": "  "}).model == "ini-model"
+    assert (
+        settings(ini={"bedrock_model": "ini-model"}, environ={"BEDROCK_MODEL_ID": "  "}).model
+        == "ini-model"
+    )
     assert settings(environ={"BEDROCK_MODEL_ID": ""}).model is None
 
 
@@ -110,24 +159,51 @@ def test_bad_switch_in_ini_names_the_file() -> None:
 
 # -- parsed values and errors naming their source ------------------------------------------------
 def test_numbers_are_parsed() -> None:
-    s = settings({"bedrock_max_tokens": "300", "bedrock_latency_scale": "1.5"},
-                 {"bedrock_regression_budget": "12", "bedrock_timeout": "2.5", "bedrock_regression_policy": " Lenient "})
-    assert (s.max_tokens, s.latency_scale, s.regression_budget, s.timeout, s.regression_policy) == (300, 1.5, 12, 2.5, "lenient")
+    s = settings(
+        {"bedrock_max_tokens": "300", "bedrock_latency_scale": "1.5"},
+        {
+            "bedrock_regression_budget": "12",
+            "bedrock_timeout": "2.5",
+            "bedrock_regression_policy": " Lenient ",
+        },
+    )
+    assert (s.max_tokens, s.latency_scale, s.regression_budget, s.timeout, s.regression_policy) == (
+        300,
+        1.5,
+        12,
+        2.5,
+        "lenient",
+    )
 
 
 def test_bad_flag_names_the_flag() -> None:
-    assert failure({"bedrock_max_tokens": "abc"}) == "--bedrock-max-tokens: must be a whole number, got 'abc'"
-    assert failure({"bedrock_max_tokens": "0"}) == "--bedrock-max-tokens: must be greater than 0, got 0"
+    assert (
+        failure({"bedrock_max_tokens": "abc"})
+        == "--bedrock-max-tokens: must be a whole number, got 'abc'"
+    )
+    assert (
+        failure({"bedrock_max_tokens": "0"})
+        == "--bedrock-max-tokens: must be greater than 0, got 0"
+    )
 
 
 def test_environment_values_are_free_text_and_blank_means_unset() -> None:
     # Every environment-backed setting is text (model ids, region, profile, URL): Bedrock
     # and botocore judge them; only a blank value is special, and it means "not set".
-    s = settings(environ={"AWS_PROFILE": "dev", "AWS_REGION": "eu-central-1",
-                          "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "http://localhost:1234",
-                          "BEDROCK_BASELINE_MODEL_ID": "amazon.titan-text-express-v1"})
+    s = settings(
+        environ={
+            "AWS_PROFILE": "dev",
+            "AWS_REGION": "eu-central-1",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": "http://localhost:1234",
+            "BEDROCK_BASELINE_MODEL_ID": "amazon.titan-text-express-v1",
+        }
+    )
     assert (s.aws_profile, s.region, s.endpoint_url, s.baseline) == (
-        "dev", "eu-central-1", "http://localhost:1234", "amazon.titan-text-express-v1")
+        "dev",
+        "eu-central-1",
+        "http://localhost:1234",
+        "amazon.titan-text-express-v1",
+    )
     assert settings(environ={"AWS_PROFILE": " "}).aws_profile is None
 
 
@@ -153,17 +229,30 @@ def test_bad_ini_value_names_the_ini_file_and_key() -> None:
 
 def test_bad_value_without_an_ini_file_says_the_ini_file() -> None:
     with pytest.raises(SettingsError) as info:
-        resolve(FakeConfig(ini={"bedrock_concurrency": "x"}), environ={}, invocation_dir=INVOCATION, ini_dir=None)
-    assert str(info.value) == "bedrock_concurrency = x in the ini file: must be a whole number, got 'x'"
+        resolve(
+            FakeConfig(ini={"bedrock_concurrency": "x"}),
+            environ={},
+            invocation_dir=INVOCATION,
+            ini_dir=None,
+        )
+    assert (
+        str(info.value)
+        == "bedrock_concurrency = x in the ini file: must be a whole number, got 'x'"
+    )
 
 
 def test_an_invalid_lower_layer_is_not_reached_when_a_higher_one_is_set() -> None:
-    assert settings({"bedrock_latency_scale": "2"}, {"bedrock_latency_scale": "-1"}).latency_scale == 2.0
+    assert (
+        settings({"bedrock_latency_scale": "2"}, {"bedrock_latency_scale": "-1"}).latency_scale
+        == 2.0
+    )
 
 
 # -- paths ---------------------------------------------------------------------------------------
 def test_ini_paths_are_relative_to_the_ini_file() -> None:
-    s = settings(ini={"bedrock_emulator_profiles": "profiles.toml", "bedrock_report": "out/report.json"})
+    s = settings(
+        ini={"bedrock_emulator_profiles": "profiles.toml", "bedrock_report": "out/report.json"}
+    )
     assert s.emulator_profiles == (INI_DIR / "profiles.toml").resolve()
     assert s.report == (INI_DIR / "out/report.json").resolve()
 
@@ -188,4 +277,7 @@ def test_ini_paths_without_an_ini_file_are_relative_to_the_invocation_directory(
 def test_default_baseline_file_sits_next_to_the_ini_file_or_in_the_invocation_directory() -> None:
     assert settings().baseline_file == INI_DIR / ".bedrock-baseline.json"
     assert settings(ini_dir=None).baseline_file == INVOCATION / ".bedrock-baseline.json"
-    assert settings({"bedrock_baseline_file": "b.json"}).baseline_file == (INVOCATION / "b.json").resolve()
+    assert (
+        settings({"bedrock_baseline_file": "b.json"}).baseline_file
+        == (INVOCATION / "b.json").resolve()
+    )

@@ -12,8 +12,8 @@ from pytest_bedrock_latency.stats import (
     Interval,
     SequentialRule,
     decompose,
-    pairs_needed,
     paired_log_ratio_interval,
+    pairs_needed,
     percentile,
     t_quantile,
     trimmed_mean,
@@ -23,7 +23,7 @@ from pytest_bedrock_latency.stats import (
 
 def scaled(base: list[float], log_ratios: list[float]) -> list[float]:
     """Candidate values whose per-pair log ratios against ``base`` are ``log_ratios``."""
-    return [b * math.exp(d) for b, d in zip(base, log_ratios)]
+    return [b * math.exp(d) for b, d in zip(base, log_ratios, strict=False)]
 
 
 BASE40 = [20.0 + (i % 7) for i in range(40)]  # ms/token-like base values, no spread needed

@@ -11,9 +11,9 @@ from .clients import client_config, make_client, make_session_client
 from .config import MODEL_ID_ENV, SYSTEM_PROMPT, model_id
 
 __all__ = [
-    "Answer",
     "MODEL_ID_ENV",
     "SYSTEM_PROMPT",
+    "Answer",
     "answer",
     "client_config",
     "first_words",

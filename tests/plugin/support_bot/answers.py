@@ -7,7 +7,8 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import SYSTEM_PROMPT, model_id as configured_model
+from .config import SYSTEM_PROMPT
+from .config import model_id as configured_model
 
 
 @dataclass
@@ -31,14 +32,19 @@ def _request(question: str, model: str | None, max_tokens: int) -> dict[str, Any
     }
 
 
-def stream_answer(client: Any, question: str, *, model: str | None = None, max_tokens: int = 400) -> Answer:
+def stream_answer(
+    client: Any, question: str, *, model: str | None = None, max_tokens: int = 400
+) -> Answer:
     """Ask with ConverseStream and build the text from the deltas as they arrive."""
     from botocore.eventstream import EventStream
 
     response = client.converse_stream(**_request(question, model, max_tokens))
     stream = response["stream"]
-    result = Answer(text="", stream_type=type(stream).__name__,
-                    stream_is_event_stream=isinstance(stream, EventStream))
+    result = Answer(
+        text="",
+        stream_type=type(stream).__name__,
+        stream_is_event_stream=isinstance(stream, EventStream),
+    )
     parts: list[str] = []
     for event in stream:
         result.events.append(event)
@@ -71,7 +77,9 @@ def first_words(client: Any, question: str, words: int, *, model: str | None = N
     return result
 
 
-def answer(client: Any, question: str, *, model: str | None = None, max_tokens: int = 400) -> Answer:
+def answer(
+    client: Any, question: str, *, model: str | None = None, max_tokens: int = 400
+) -> Answer:
     """Ask with Converse (the whole answer at once)."""
     response = client.converse(**_request(question, model, max_tokens))
     content = response["output"]["message"]["content"]
@@ -84,19 +92,30 @@ def answer(client: Any, question: str, *, model: str | None = None, max_tokens: 
 
 def invoke_answer(client: Any, question: str, *, model: str | None = None) -> Answer:
     """Ask with InvokeModel and a native Titan Text body."""
-    body = {"inputText": question, "textGenerationConfig": {"maxTokenCount": 400, "temperature": 0.2}}
+    body = {
+        "inputText": question,
+        "textGenerationConfig": {"maxTokenCount": 400, "temperature": 0.2},
+    }
     response = client.invoke_model(
-        modelId=model or configured_model(), body=json.dumps(body),
-        contentType="application/json", accept="application/json",
+        modelId=model or configured_model(),
+        body=json.dumps(body),
+        contentType="application/json",
+        accept="application/json",
     )
     raw = response["body"].read()
     payload = json.loads(raw)
     result = payload["results"][0]
-    return Answer(text=result["outputText"], stop_reason=result.get("completionReason"),
-                  output_tokens=result.get("tokenCount"), stream_type=type(response["body"]).__name__)
+    return Answer(
+        text=result["outputText"],
+        stop_reason=result.get("completionReason"),
+        output_tokens=result.get("tokenCount"),
+        stream_type=type(response["body"]).__name__,
+    )
 
 
-def stream_in_background(executor: Executor, client: Any, question: str, *, model: str | None = None) -> Future[Answer]:
+def stream_in_background(
+    executor: Executor, client: Any, question: str, *, model: str | None = None
+) -> Future[Answer]:
     """Start the request here, read the stream on a worker thread (as web frameworks do)."""
     response = client.converse_stream(**_request(question, model, 400))
     stream = response["stream"]

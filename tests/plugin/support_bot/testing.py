@@ -60,12 +60,26 @@ answer_tokens = 40
 
 #: Environment variables that would point boto3 somewhere else than the test wants.
 AWS_VARIABLES = (
-    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
-    "AWS_ENDPOINT_URL_BEDROCK", "BEDROCK_MODEL_ID", "BEDROCK_BASELINE_MODEL_ID", "GITHUB_STEP_SUMMARY",
-    "GITHUB_ACTIONS", "PYTEST_ADDOPTS",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+    "AWS_ENDPOINT_URL_BEDROCK",
+    "BEDROCK_MODEL_ID",
+    "BEDROCK_BASELINE_MODEL_ID",
+    "GITHUB_STEP_SUMMARY",
+    "GITHUB_ACTIONS",
+    "PYTEST_ADDOPTS",
 )
 
 
@@ -77,12 +91,14 @@ def isolate_environment(monkeypatch: Any, tmp_path: Path, **extra: str) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     path = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(PACKAGE_PARENT), *([path] if path else [])]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(PACKAGE_PARENT), *([path] if path else [])])
+    )
     for name, value in extra.items():
         monkeypatch.setenv(name, value)
 
 
-FAST_RETRIES = '''
+FAST_RETRIES = """
 import botocore.retries.standard as _standard
 import pytest
 
@@ -98,15 +114,25 @@ def _fast_delay(self, context):
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
     monkeypatch.setattr(_standard.ExponentialBackoff, "delay_amount", _fast_delay)
-'''
+"""
 
 
-def write_suite(pytester: Any, tests: str | dict[str, str], *, ini: str = "", conftest: str = "",
-                emulator: bool = True) -> None:
+def write_suite(
+    pytester: Any,
+    tests: str | dict[str, str],
+    *,
+    ini: str = "",
+    conftest: str = "",
+    emulator: bool = True,
+) -> None:
     """A test suite that uses the support bot, with the emulator profiles above."""
     pytester.path.joinpath("profiles.toml").write_text(PROFILES)
     # ``pythonpath`` reaches xdist workers too (they do not inherit sys.path changes).
-    lines = ["[pytest]", f"pythonpath = {PACKAGE_PARENT}", "bedrock_emulator_profiles = profiles.toml"]
+    lines = [
+        "[pytest]",
+        f"pythonpath = {PACKAGE_PARENT}",
+        "bedrock_emulator_profiles = profiles.toml",
+    ]
     if emulator:
         lines.append("bedrock_emulator = true")
     pytester.makeini("\n".join(lines) + "\n" + textwrap.dedent(ini))
@@ -129,12 +155,21 @@ def report_tests(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def isolated_environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Like :func:`isolate_environment`, as a new environment for a subprocess."""
-    environ = {k: v for k, v in os.environ.items() if k not in AWS_VARIABLES and not k.startswith("PYTEST_XDIST")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in AWS_VARIABLES and not k.startswith("PYTEST_XDIST")
+    }
     environ.update(
         AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
         AWS_EC2_METADATA_DISABLED="true",
-        PYTHONPATH=os.pathsep.join([str(PACKAGE_PARENT), *([os.environ["PYTHONPATH"]] if "PYTHONPATH" in os.environ else [])]),
+        PYTHONPATH=os.pathsep.join(
+            [
+                str(PACKAGE_PARENT),
+                *([os.environ["PYTHONPATH"]] if "PYTHONPATH" in os.environ else []),
+            ]
+        ),
     )
     environ.pop("PYTEST_CURRENT_TEST", None)
     environ.update(extra)
@@ -155,8 +190,14 @@ class Run:
         return self.stdout.splitlines()
 
 
-def run_suite_in(directory: Path, tests: dict[str, str], args: list[str], environ: dict[str, str],
-                 *, timeout: float = 120) -> Run:
+def run_suite_in(
+    directory: Path,
+    tests: dict[str, str],
+    args: list[str],
+    environ: dict[str, str],
+    *,
+    timeout: float = 120,
+) -> Run:
     """Write a support-bot suite into ``directory`` and run pytest on it in a new process.
 
     For module-scoped fixtures, where ``pytester`` (function-scoped) is not available: one
@@ -170,6 +211,13 @@ def run_suite_in(directory: Path, tests: dict[str, str], args: list[str], enviro
     )
     for name, source in tests.items():
         (directory / f"{name}.py").write_text(textwrap.dedent(source))
-    done = subprocess.run([sys.executable, "-m", "pytest", *args], cwd=directory, env=environ, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=directory,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     return Run(directory, done.returncode, done.stdout, done.stderr)
