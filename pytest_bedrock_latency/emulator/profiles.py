@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -68,6 +69,12 @@ FIELDS: tuple[str, ...] = (
     "stream_error_rate",
     "outlier_rate",
     "outlier_factor",
+    "prefill_ms_per_1k_input_tokens",
+    "cache_ttl_s",
+    "cached_prefill_factor",
+    "tool_use_rate",
+    "reasoning_tokens",
+    "guardrail_intervention_rate",
     "seed",
 )
 
@@ -87,6 +94,12 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "stream_error_rate": 0.0,
     "outlier_rate": 0.0,
     "outlier_factor": 3.0,
+    "prefill_ms_per_1k_input_tokens": 0.0,
+    "cache_ttl_s": 300.0,
+    "cached_prefill_factor": 0.3,
+    "tool_use_rate": 0.8,
+    "reasoning_tokens": 200.0,
+    "guardrail_intervention_rate": 0.0,
     "seed": 0,
 }
 
@@ -106,6 +119,12 @@ _RULES: Mapping[str, tuple[str, str]] = {
     "stream_error_rate": ("rate", "a number between 0 and 1"),
     "outlier_rate": ("rate", "a number between 0 and 1"),
     "outlier_factor": ("pos", "a number > 0"),
+    "prefill_ms_per_1k_input_tokens": ("nonneg", "a number >= 0"),
+    "cache_ttl_s": ("pos", "a number > 0"),
+    "cached_prefill_factor": ("rate", "a number between 0 and 1"),
+    "tool_use_rate": ("rate", "a number between 0 and 1"),
+    "reasoning_tokens": ("nonneg", "a number >= 0"),
+    "guardrail_intervention_rate": ("rate", "a number between 0 and 1"),
     "seed": ("int", "an integer"),
 }
 
@@ -135,6 +154,12 @@ class Profile:
     stream_error_rate: float
     outlier_rate: float
     outlier_factor: float
+    prefill_ms_per_1k_input_tokens: float
+    cache_ttl_s: float
+    cached_prefill_factor: float
+    tool_use_rate: float
+    reasoning_tokens: float
+    guardrail_intervention_rate: float
     seed: int
 
     def fields(self) -> dict[str, Any]:
@@ -179,8 +204,8 @@ def _check_field(where: str, name: str, value: Any) -> Any:
     if not _is_number(value):
         raise fail(expect)
     number = float(value)
-    if number != number:  # NaN
-        raise fail(expect)
+    if not math.isfinite(number):  # NaN never compares; inf would make a sleep never end
+        raise fail(expect.replace("a number", "a finite number", 1))
     if kind == "nonneg" and number < 0:
         raise fail(expect)
     if kind == "pos" and number <= 0:
