@@ -284,6 +284,8 @@ class _Generator:
             prefix, items = [p for p in items if isinstance(p, Mapping)], None
         lo = max(int(s.get("minItems", 0)), len(prefix) if items is False else 0)
         hi = int(s.get("maxItems", max(lo, 3)))
+        if items is False:  # no items beyond the prefix
+            lo = hi = min(hi, len(prefix))
         if depth >= _MAX_DEPTH:
             n = lo
         else:
