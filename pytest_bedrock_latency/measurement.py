@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 Clock = Callable[[], float]
@@ -39,6 +39,11 @@ class Generation:
     when the answer has fewer than two tokens. ``server_latency_ms`` is what Bedrock says
     the model took (``metrics.latencyMs`` or ``invocationLatency``), which lets a report
     separate network and client time from model time.
+
+    Its repr shows the answer's length, not the answer (``text=<118 chars>``), so a
+    failing ``assert answer.output_tokens < 3`` does not print the answer into the
+    terminal and JUnit XML; with ``--bedrock-report-text`` the plugin's generations have
+    ``text_in_repr`` set and show it.
     """
 
     model_id: str
@@ -57,10 +62,25 @@ class Generation:
     attempts: int
     retry_wait_ms: float
     started_at: float
+    # Keyword-only, so fields added above never have to come after a default.
+    text_in_repr: bool = field(default=False, kw_only=True, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "text" and not self.text_in_repr:
+                parts.append(f"text=<{len(value)} chars>")
+            else:
+                parts.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def to_json(self, *, include_text: bool) -> dict[str, Any]:
         """A JSON-ready dict; the answer text only when ``include_text`` (privacy)."""
         data = asdict(self)
+        del data["text_in_repr"]
         if not include_text:
             del data["text"]
         return data
@@ -68,9 +88,9 @@ class Generation:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Generation:
         """Rebuild a generation sent as :meth:`to_json` (e.g. from an xdist worker)."""
-        fields = dict(data)
-        fields.setdefault("text", "")
-        return cls(**fields)
+        values = dict(data)
+        values.setdefault("text", "")
+        return cls(**values)
 
 
 def display_model(model_id: str) -> str:
@@ -398,7 +418,7 @@ class CallRecord:
     def complete(self) -> bool:
         return self.state == "complete"
 
-    def generation(self) -> Generation:
+    def generation(self, *, text_in_repr: bool = False) -> Generation:
         """The figures of this call; meaningful once :attr:`complete`."""
         with self._lock:
             end = self.last_event_at if self.last_event_at is not None else self.sent_at
@@ -427,6 +447,7 @@ class CallRecord:
                 # send (signing, an adaptive rate-limiter wait) is in neither figure.
                 retry_wait_ms=(self.sent_at - (self.first_sent_at or self.sent_at)) * 1000.0,
                 started_at=self.started_at,
+                text_in_repr=text_in_repr,
             )
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from . import __version__
 from .errors import CallFailures
-from .markers import MarkerError, TestBounds, parse_markers
+from .markers import MarkerError, TestBounds, marker_levels, parse_markers
 from .measurement import CallRecord, Generation, display_model
 from .settings import Settings, effective
 
@@ -80,11 +80,12 @@ class EnvironmentPatch:
 class CallLog(Sequence[Generation]):
     """``bedrock_calls``: the test's completed calls so far, as Generations (live view)."""
 
-    def __init__(self, run: TestRun) -> None:
+    def __init__(self, run: TestRun, *, text_in_repr: bool = False) -> None:
         self._run = run
+        self._text_in_repr = text_in_repr
 
     def _items(self) -> list[Generation]:
-        return self._run.generations()
+        return self._run.generations(text_in_repr=self._text_in_repr)
 
     def __getitem__(self, index: Any) -> Any:
         return self._items()[index]
@@ -128,8 +129,8 @@ class TestRun:
         with self._lock:
             return list(self.records)
 
-    def generations(self) -> list[Generation]:
-        return [r.generation() for r in self.snapshot() if r.complete]
+    def generations(self, *, text_in_repr: bool = False) -> list[Generation]:
+        return [r.generation(text_in_repr=text_in_repr) for r in self.snapshot() if r.complete]
 
     def result(self, outcome: str) -> TestResult:
         from .results import Spend, TestResult, merge_spend
@@ -294,7 +295,7 @@ class BedrockSession:
         wanted = False
         for item in items:
             try:
-                bounds = parse_markers(item.nodeid, item.iter_markers())
+                bounds = parse_markers(item.nodeid, marker_levels(item))
             except MarkerError as error:
                 errors[item] = str(error)
                 continue
@@ -379,6 +380,7 @@ class BedrockSession:
             max_tokens=self.settings.max_tokens,
             failures=self._failures,
             publish=run.add if run is not None else None,
+            text_in_repr=self.settings.report_text,
         )
 
     def runtime_client(self) -> Any:
