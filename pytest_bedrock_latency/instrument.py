@@ -26,7 +26,7 @@ from botocore.eventstream import EventStream
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 
-from .measurement import MEASURED_OPERATIONS, CallRecord, Clock
+from .measurement import MEASURED_OPERATIONS, CallRecord, Clock, Coster
 
 # ContextVars belong at module level (one per process by design). They hold per-context
 # values, not shared state: the call in flight on this thread or task, for the
@@ -39,6 +39,8 @@ _HOOK_ID = "pytest-bedrock-latency"
 _STREAM_MEMBER = {"ConverseStream": "stream", "InvokeModelWithResponseStream": "body"}
 
 Sink = Callable[[CallRecord], None]
+Pricing = Callable[[str | None], Coster]
+"""Given the calling client's region, how to price its calls (``PriceTable.coster``)."""
 
 if TYPE_CHECKING:  # botocore's stubs make EventStream generic; the runtime class is not
     _EventStreamBase = EventStream[dict[str, Any]]
@@ -89,6 +91,7 @@ class Instrumentation:
         self._wrapper: Any = None
         self._hooked: weakref.WeakSet[BaseClient] = weakref.WeakSet()
         self.sink: Sink | None = None
+        self.pricing: Pricing | None = None
 
     # -- installation ------------------------------------------------------------------
     def install(self) -> None:
@@ -171,6 +174,8 @@ class Instrumentation:
             clock=self._clock,
             wall_clock=self._wall_clock,
         )
+        if self.pricing is not None:
+            record.coster = self.pricing(client.meta.region_name)
         self._hook(client)
         self._route(record)
         token = _CURRENT_CALL.set(record)

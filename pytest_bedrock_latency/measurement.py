@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 Clock = Callable[[], float]
 """A monotonic clock in seconds, ``time.perf_counter`` in production."""
+
+Coster = Callable[["Generation"], "float | None"]
+"""What a measured call cost in USD, ``None`` when unknown (see ``prices.PriceTable.coster``)."""
 
 MEASURED_OPERATIONS = frozenset(
     {"Converse", "ConverseStream", "InvokeModel", "InvokeModelWithResponseStream"}
@@ -38,7 +41,10 @@ class Generation:
     for non-streaming calls (the whole answer arrives at once) and ``ms_per_token`` also
     when the answer has fewer than two tokens. ``server_latency_ms`` is what Bedrock says
     the model took (``metrics.latencyMs`` or ``invocationLatency``), which lets a report
-    separate network and client time from model time.
+    separate network and client time from model time. ``cache_read_input_tokens`` and
+    ``cache_write_input_tokens`` are prompt-caching usage (``None`` when Bedrock sends
+    none); ``input_tokens`` excludes them, as Bedrock counts it. ``cost_usd`` is what the
+    call cost at the run's prices (``None`` when the model has no price).
 
     Its repr shows the answer's length, not the answer (``text=<118 chars>``), so a
     failing ``assert answer.output_tokens < 3`` does not print the answer into the
@@ -62,7 +68,10 @@ class Generation:
     attempts: int
     retry_wait_ms: float
     started_at: float
-    # Keyword-only, so fields added above never have to come after a default.
+    cache_read_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    cost_usd: float | None = None
+    # Keyword-only, so fields added later never have to come before it.
     text_in_repr: bool = field(default=False, kw_only=True, repr=False, compare=False)
 
     def __repr__(self) -> str:
@@ -319,6 +328,7 @@ class CallRecord:
         self.error_message: str | None = None
         self._answer = _Answer()
         self._body = bytearray()
+        self.coster: Coster | None = None  # set by the instrumentation when prices are known
 
     # -- per attempt ---------------------------------------------------------------------
     def attempt_sent(self) -> None:
@@ -419,7 +429,15 @@ class CallRecord:
         return self.state == "complete"
 
     def generation(self, *, text_in_repr: bool = False) -> Generation:
-        """The figures of this call; meaningful once :attr:`complete`."""
+        """The figures of this call, with its cost; meaningful once :attr:`complete`."""
+        generation = self._figures(text_in_repr)
+        return (
+            generation
+            if self.coster is None
+            else replace(generation, cost_usd=self.coster(generation))
+        )
+
+    def _figures(self, text_in_repr: bool) -> Generation:
         with self._lock:
             end = self.last_event_at if self.last_event_at is not None else self.sent_at
             total = (end - self.sent_at) * 1000.0

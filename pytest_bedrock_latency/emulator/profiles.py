@@ -23,13 +23,14 @@ chain (root first), then the profile's own fields.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
+
+from ..modelkeys import KeyMatcher
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -204,10 +205,6 @@ def _check_table(where: str, table: Any, allow_like: bool = True) -> dict[str, A
     return out
 
 
-def _is_glob(key: str) -> bool:
-    return any(ch in key for ch in "*?[")
-
-
 class ProfileSet:
     """A validated, immutable collection of model profiles with exact and glob lookup."""
 
@@ -228,8 +225,7 @@ class ProfileSet:
             raw[key] = _check_table(f'{source}: model "{key}"', table)
         self._raw = raw
         self._profiles: dict[str, Profile] = {key: self._resolve(key) for key in raw}
-        # Longest glob first, so "the longest pattern wins" is a linear scan.
-        self._globs = sorted((k for k in raw if _is_glob(k)), key=lambda k: (-len(k), k))
+        self._matcher = KeyMatcher(raw)
 
     def _resolve(self, key: str) -> Profile:
         chain: list[str] = []
@@ -267,12 +263,8 @@ class ProfileSet:
 
     def match_glob(self, model_id: str, include_star: bool = True) -> Profile | None:
         """The longest glob key matching ``model_id``; the bare ``"*"`` only if ``include_star``."""
-        for pattern in self._globs:
-            if pattern == "*" and not include_star:
-                continue
-            if fnmatch.fnmatchcase(model_id, pattern):
-                return self._profiles[pattern]
-        return None
+        pattern = self._matcher.glob(model_id, include_star)
+        return self._profiles[pattern] if pattern is not None else None
 
     def match(self, model_id: str) -> Profile | None:
         """Exact key first, then the longest matching glob."""

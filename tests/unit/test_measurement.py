@@ -680,6 +680,9 @@ def test_generation_is_frozen_with_the_documented_fields() -> None:
         "attempts",
         "retry_wait_ms",
         "started_at",
+        "cache_read_input_tokens",
+        "cache_write_input_tokens",
+        "cost_usd",
         "text_in_repr",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
