@@ -1,10 +1,10 @@
-"""The request log's entry: what the emulator answered to one request."""
+"""What the emulator keeps about the requests it served: answers, and its own faults."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RequestRecord"]
+__all__ = ["EmulatorFault", "RequestRecord"]
 
 
 @dataclass(frozen=True)
@@ -35,3 +35,20 @@ class RequestRecord:
     prompt_sha: str | None
     sample: int | None = None
     request_id: str = ""
+
+
+@dataclass(frozen=True)
+class EmulatorFault:
+    """An exception inside the emulator while it served a request (a bug in the emulator).
+
+    The client was answered ``501 InternalServerException`` whose message starts with
+    "Emulator fault" (or, mid-stream, an ``internalServerException`` frame).
+    """
+
+    request: str  # "POST /model/.../converse"
+    error: str  # "KeyError: 'x'"
+    traceback: str
+    at: float  # time.time()
+
+    def __str__(self) -> str:
+        return f"emulator fault while serving {self.request}: {self.error}\n{self.traceback}"
