@@ -172,9 +172,10 @@ def bedrock_runtime(request: pytest.FixtureRequest) -> object:
 @pytest.fixture
 def bedrock_calls(request: pytest.FixtureRequest) -> Sequence[Generation]:
     """The :class:`Generation` of every Bedrock call the test has completed so far."""
-    run = _session(request.config).run_for(request.node)
+    bedrock = _session(request.config)
+    run = bedrock.run_for(request.node)
     assert run is not None  # the fixture's name makes the session measure this test
-    return CallLog(run)
+    return CallLog(run, text_in_repr=bedrock.settings.report_text)
 
 
 @pytest.fixture
