@@ -23,6 +23,7 @@ chain (root first), then the profile's own fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -69,6 +70,13 @@ FIELDS: tuple[str, ...] = (
     "stream_error_rate",
     "outlier_rate",
     "outlier_factor",
+    "prefill_ms_per_1k_input_tokens",
+    "cache_ttl_s",
+    "cached_prefill_factor",
+    "tool_use_rate",
+    "reasoning_tokens",
+    "guardrail_intervention_rate",
+    "max_output_tokens",
     "seed",
 )
 
@@ -88,6 +96,13 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "stream_error_rate": 0.0,
     "outlier_rate": 0.0,
     "outlier_factor": 3.0,
+    "prefill_ms_per_1k_input_tokens": 0.0,
+    "cache_ttl_s": 300.0,
+    "cached_prefill_factor": 0.3,
+    "tool_use_rate": 0.8,
+    "reasoning_tokens": 200.0,
+    "guardrail_intervention_rate": 0.0,
+    "max_output_tokens": 4096,
     "seed": 0,
 }
 
@@ -107,7 +122,33 @@ _RULES: Mapping[str, tuple[str, str]] = {
     "stream_error_rate": ("rate", "a number between 0 and 1"),
     "outlier_rate": ("rate", "a number between 0 and 1"),
     "outlier_factor": ("pos", "a number > 0"),
+    "prefill_ms_per_1k_input_tokens": ("nonneg", "a number >= 0"),
+    "cache_ttl_s": ("pos", "a number > 0"),
+    "cached_prefill_factor": ("rate", "a number between 0 and 1"),
+    "tool_use_rate": ("rate", "a number between 0 and 1"),
+    "reasoning_tokens": ("nonneg", "a number >= 0"),
+    "guardrail_intervention_rate": ("rate", "a number between 0 and 1"),
+    "max_output_tokens": ("int1", "an integer >= 1"),
     "seed": ("int", "an integer"),
+}
+
+# Upper (and, where > 0 is not enough, lower) bounds: beyond them a value is a typo or would
+# make a request sleep for days, overflow, or never finish. README's profile table lists them.
+_BOUNDS: Mapping[str, tuple[float, float]] = {
+    "ttft_ms": (0, 600_000),
+    "ms_per_token": (0, 60_000),
+    "jitter": (0, 10),
+    "answer_tokens": (1, 1e9),
+    "prompt_spread": (0, 10),
+    "answer_tokens_spread": (0, 10),
+    "tokens_per_chunk": (1, 10_000),
+    "optimized_speedup": (0.01, 100),
+    "outlier_factor": (0.01, 1_000),
+    "max_output_tokens": (1, 1_000_000),
+    "prefill_ms_per_1k_input_tokens": (0, 60_000),
+    "cache_ttl_s": (0.001, 86_400),
+    "reasoning_tokens": (0, 1_000_000),
+    "seed": (-(2**63), 2**63 - 1),
 }
 
 ProfileSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "ProfileSet", None]
@@ -136,6 +177,13 @@ class Profile:
     stream_error_rate: float
     outlier_rate: float
     outlier_factor: float
+    prefill_ms_per_1k_input_tokens: float
+    cache_ttl_s: float
+    cached_prefill_factor: float
+    tool_use_rate: float
+    reasoning_tokens: float
+    guardrail_intervention_rate: float
+    max_output_tokens: int
     seed: int
 
     def fields(self) -> dict[str, Any]:
@@ -171,17 +219,24 @@ def _check_field(where: str, name: str, value: Any) -> Any:
             raise fail("one of " + ", ".join(FAMILIES))
         return value
     kind, expect = _RULES[name]
+    low, high = _BOUNDS.get(name, (-math.inf, math.inf))
+
+    def out_of_bounds() -> ProfileError:
+        return fail(f"a number from {low:g} to {high:g}")
+
     if kind in ("int1", "int"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise fail(expect)
         if kind == "int1" and value < 1:
             raise fail(expect)
+        if not low <= value <= high:
+            raise out_of_bounds()
         return int(value)
     if not _is_number(value):
         raise fail(expect)
     number = float(value)
-    if number != number:  # NaN
-        raise fail(expect)
+    if not math.isfinite(number):  # NaN never compares; inf would make a sleep never end
+        raise fail(expect.replace("a number", "a finite number", 1))
     if kind == "nonneg" and number < 0:
         raise fail(expect)
     if kind == "pos" and number <= 0:
@@ -190,6 +245,8 @@ def _check_field(where: str, name: str, value: Any) -> Any:
         raise fail(expect)
     if kind == "rate" and not 0.0 <= number <= 1.0:
         raise fail(expect)
+    if not low <= number <= high:
+        raise out_of_bounds()
     return number
 
 
@@ -340,6 +397,10 @@ def load_profiles(source: ProfileSource = None) -> ProfileSet:
         raise ProfileError(f"{name}: no such profile file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{name}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"{name}: not UTF-8 text (byte {exc.start}); TOML profile files must be UTF-8"
+        ) from None
     except OSError as exc:
         raise ProfileError(f"{name}: cannot read: {exc.strerror}") from None
     return _from_document(doc, name)
