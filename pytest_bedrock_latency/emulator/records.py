@@ -14,6 +14,8 @@ class RequestRecord:
     Times are milliseconds from request receipt and come from the emulator's schedule, so a
     test can compare them with what its client observed. The prompt is never stored, only
     ``prompt_sha``. ``stop_reason`` uses the Converse vocabulary for every operation.
+    ``user_agent`` is the client's ``User-Agent`` header: it tells which client sent a
+    request the plugin did not measure.
     """
 
     model_id: str
@@ -35,6 +37,7 @@ class RequestRecord:
     prompt_sha: str | None
     sample: int | None = None
     request_id: str = ""
+    user_agent: str = ""
 
 
 @dataclass(frozen=True)

@@ -262,6 +262,7 @@ class _Call:
                 prompt_sha=self.sha,
                 sample=self.sample,
                 request_id=self.request_id,
+                user_agent=self.headers.get("user-agent", ""),
             )
         )
 
