@@ -41,6 +41,25 @@ class Spend:
         return spend
 
 
+@dataclass(frozen=True)
+class FailedCall:
+    """A call Bedrock (or the transport) failed: which model, Bedrock's error code, and
+    whether it failed mid-stream (after the response headers) rather than up front."""
+
+    model_id: str
+    error_code: str
+    attempts: int = 1
+    mid_stream: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "error_code": self.error_code,
+            "attempts": self.attempts,
+            "mid_stream": self.mid_stream,
+        }
+
+
 def merge_spend(*spends: Mapping[str, Spend]) -> dict[str, Spend]:
     total: dict[str, Spend] = {}
     for spend in spends:
@@ -61,6 +80,7 @@ class TestResult:
     failed_calls: int = 0
     regression: RegressionResult | None = None
     spend: Mapping[str, Spend] = field(default_factory=dict)
+    failures: Sequence[FailedCall] = ()
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -104,6 +124,7 @@ class TestResult:
             "failed_calls": self.failed_calls,
             "regression": self.regression.to_json() if self.regression else None,
             "spend": {m: vars(s) for m, s in self.spend.items()},
+            "failures": [f.to_json() for f in self.failures],
         }
 
     @classmethod
@@ -122,4 +143,5 @@ class TestResult:
             if data.get("regression")
             else None,
             spend={m: Spend(**s) for m, s in data.get("spend", {}).items()},
+            failures=tuple(FailedCall(**f) for f in data.get("failures", [])),
         )

@@ -211,7 +211,11 @@ class BedrockSession:
         """Attach the test's result to its report; it travels to the xdist controller."""
         run = self.run_for(item)
         if run is not None:
-            attach_result(run, item, report, include_text=self.settings.report_text)
+            settings = self.settings
+            # Recorded answers need the texts in the controller; the JSON report still
+            # writes them only with --bedrock-report-text.
+            answers = settings.record_answers and settings.record_profiles is not None
+            attach_result(run, item, report, include_text=settings.report_text or answers)
 
     def collect(self, report: pytest.TestReport) -> None:
         """Keep a result that arrived with a report (from this process or a worker)."""

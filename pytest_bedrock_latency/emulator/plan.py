@@ -6,11 +6,12 @@ the prompt and the sample number, so a rerun of a suite sees the same answers an
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from .profiles import Profile
 from .schedule import chunk_boundaries, chunk_offsets, token_offsets
-from .textgen import derive_rng, generate_words, lognormal_factor
+from .textgen import derive_rng, generate_words, lognormal_factor, prompt_sha
 
 __all__ = ["AnswerPlan", "ParsedRequest", "plan_answer"]
 
@@ -56,17 +57,31 @@ def plan_answer(
     u_throttle, u_not_ready, u_outlier, u_stream, u_pos = (rng.random() for _ in range(5))
     sample_factor = lognormal_factor(rng, profile.answer_tokens_spread)
     n = max(1, round(profile.answer_tokens * prompt_factor * sample_factor))
+    # A recorded prompt is answered as it was when recorded: its length, its stop reason,
+    # and (recorded with answers) its text, cut into that many tokens.
+    entry = profile.prompt(prompt_sha(req.prompt)) if profile.prompts else None
+    if entry is not None:
+        n = entry.answer_tokens
     cap = profile.max_output_tokens
     if req.max_tokens is not None:
         cap = min(cap, req.max_tokens)
     # Words past the cap are never sent, so they are never generated (a huge answer_tokens
     # costs nothing); the look-ahead still finds a stop sequence that starts before the cap.
     lookahead = max((len(s.split()) for s in req.stop_sequences), default=0) + 1
-    words = generate_words(model_id, req.prompt, sample, min(n, cap + lookahead))
+    recorded_text = entry.answer_text if entry is not None else None
+    if recorded_text is not None:
+        words = _pieces(recorded_text, n)
+    else:
+        words = generate_words(model_id, req.prompt, sample, min(n, cap + lookahead))
 
     stop_reason, stop_sequence = "end_turn", None
+    if entry is not None and entry.stop_reason in ("max_tokens", "stop_sequence") and n <= cap:
+        stop_reason = entry.stop_reason
+        if stop_reason == "stop_sequence":
+            stop_sequence = req.stop_sequences[0] if req.stop_sequences else None
+            stop_reason = "stop_sequence" if stop_sequence is not None else "end_turn"
     stop_words: list[str] | None = None
-    if req.stop_sequences:
+    if req.stop_sequences and recorded_text is None and entry is None:
         full = " ".join(words)
         hits = [(full.find(s), s) for s in req.stop_sequences if s in full]
         if hits:
@@ -90,7 +105,10 @@ def plan_answer(
     )
     bounds = chunk_boundaries(len(words), profile.tokens_per_chunk)
     offsets = chunk_offsets(tokens, bounds)
-    deltas = tuple((" " if start else "") + " ".join(words[start:end]) for start, end in bounds)
+    if recorded_text is not None:  # pieces carry their own spacing
+        deltas = tuple("".join(words[start:end]) for start, end in bounds)
+    else:
+        deltas = tuple((" " if start else "") + " ".join(words[start:end]) for start, end in bounds)
     done = offsets[-1] if offsets else profile.ttft_ms * factor
     error_after: int | None = None
     if streaming and u_stream < profile.stream_error_rate:
@@ -111,3 +129,16 @@ def plan_answer(
         done_ms=done,
         stream_error_after=error_after,
     )
+
+
+def _pieces(text: str, n: int) -> list[str]:
+    """``text`` cut into ``n`` consecutive, nearly equal pieces (its tokens, for replay);
+    joined they give ``text`` back."""
+    if n <= 1 or len(text) <= 1:
+        return [text] + [""] * max(0, n - 1)
+    cuts = [0]
+    for i in range(1, n):
+        at = max(cuts[-1], round(i * len(text) / n))
+        cuts.append(at)
+    cuts.append(len(text))
+    return [text[a:b] for a, b in itertools.pairwise(cuts)]
