@@ -21,7 +21,7 @@ MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 #: a verbosity pattern that differs prompt by prompt, and failures to count.
 PROFILE_A = f"""\
 [models."{MODEL}"]
-ttft_ms = 200
+ttft_ms = 400
 ms_per_token = 20
 jitter = 0.03
 answer_tokens = 14
@@ -31,7 +31,7 @@ tokens_per_chunk = 1
 throttle_rate = 0.15
 stream_error_rate = 0.1
 """
-A_TTFT, A_MS_PER_TOKEN, A_THROTTLE, A_STREAM_ERROR = 200.0, 20.0, 0.15, 0.1
+A_TTFT, A_MS_PER_TOKEN, A_THROTTLE, A_STREAM_ERROR = 400.0, 20.0, 0.15, 0.1
 
 #: 16 prompts of different lengths, each asked 5 times, 8 calls in flight.
 SUITE = f"""
