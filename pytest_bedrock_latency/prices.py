@@ -57,6 +57,7 @@ __all__ = [
     "Price",
     "PriceError",
     "PriceTable",
+    "format_usd",
     "load_prices",
     "shipped_prices_path",
 ]
@@ -82,6 +83,14 @@ _ARN = re.compile(
     r"^arn:aws[\w-]*:bedrock:(?P<region>[^:]*):[^:]*:"
     r"(?P<kind>foundation-model|inference-profile)/(?P<id>.+)$"
 )
+
+
+def format_usd(value: float) -> str:
+    """Dollars to four significant digits, never in exponent form: $0.00001234, $0.0123, $12.35."""
+    if value == 0:
+        return "$0"
+    digits = min(10, max(2, 3 - math.floor(math.log10(abs(value)))))
+    return f"${value:,.{digits}f}"
 
 
 class PriceError(ValueError):
