@@ -60,6 +60,60 @@ class CallBudget:
             return True
 
 
+class CostBudget:
+    """``--bedrock-max-cost``: US dollars the whole session may spend (thread-safe).
+
+    A call's cost is known only once it has answered, so the gate reserves each pair's
+    expected cost before drawing it (:meth:`take`) and settles the actual cost afterwards
+    (:meth:`settle`); pairs in flight at once cannot overrun the cap together. Calls the
+    application makes are counted (:meth:`spend`), never refused.
+    """
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self._spent = 0.0
+        self._reserved = 0.0
+        self._passed = False
+        self._lock = threading.Lock()
+
+    @property
+    def spent(self) -> float:
+        return self._spent
+
+    @property
+    def _ceiling(self) -> float:
+        # Sums of float prices drift by ulps; $1.00 of $0.01 pairs must fit in $1.00.
+        assert self.limit is not None
+        return self.limit * (1 + 1e-9)
+
+    def spend(self, usd: float) -> bool:
+        """Count dollars spent outside the gate; True the first time they pass the cap."""
+        with self._lock:
+            self._spent += usd
+            return self._first_pass()
+
+    def take(self, estimate: float) -> bool:
+        """Reserve ``estimate`` dollars; False (nothing reserved) when they would pass the cap."""
+        with self._lock:
+            if self.limit is not None and self._spent + self._reserved + estimate > self._ceiling:
+                return False
+            self._reserved += estimate
+            return True
+
+    def settle(self, estimate: float, actual: float) -> bool:
+        """Replace a reservation by what the calls cost; True the first time the cap is passed."""
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - estimate)
+            self._spent += actual
+            return self._first_pass()
+
+    def _first_pass(self) -> bool:
+        if self.limit is None or self._passed or self._spent <= self._ceiling:
+            return False
+        self._passed = True
+        return True
+
+
 @dataclass(frozen=True)
 class Request:
     """A distinct request the test made to the candidate, ready to replay."""
