@@ -28,6 +28,7 @@ from .gate import (
 )
 from .markers import RegressionGate
 from .measurement import CallRecord, Generation
+from .results import Spend, total_cost, unpriced_calls
 from .stats import Decision, SequentialRule
 
 if TYPE_CHECKING:
@@ -116,11 +117,16 @@ class CostBudget:
 
 @dataclass(frozen=True)
 class Request:
-    """A distinct request the test made to the candidate, ready to replay."""
+    """A distinct request the test made to the candidate, ready to replay.
+
+    ``seen`` is the test's own answer to it: its token counts estimate what a pair costs
+    before the gate has drawn one (``--bedrock-max-cost``).
+    """
 
     key: str
     operation: str
     params: Mapping[str, Any]
+    seen: Generation | None = None
 
 
 def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Request]:
@@ -130,7 +136,8 @@ def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Req
         if record.model_id != candidate or not record.complete:
             continue
         key = request_key(record.operation, record.request)
-        seen.setdefault(key, Request(key, record.operation, record.request))
+        if key not in seen:
+            seen[key] = Request(key, record.operation, record.request, record.generation())
     return list(seen.values())
 
 
@@ -157,6 +164,8 @@ def _stored_sample(stored: StoredSample) -> Sample:
 
 
 Progress = Callable[[int, int], None]
+Reprice = Callable[[Generation, str], "float | None"]
+"""What a call with this generation's token counts would cost on another model (or None)."""
 
 
 class GateRun:
@@ -180,6 +189,8 @@ class GateRun:
         base_source: str,
         stored: Mapping[str, StoredRequest] | None = None,
         calls: CallBudget | None = None,
+        cost: CostBudget | None = None,
+        reprice: Reprice | None = None,
         progress: Progress | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -193,6 +204,8 @@ class GateRun:
         self.base_source = base_source
         self.stored = stored or {}
         self.calls = calls or CallBudget(None)
+        self.cost = cost or CostBudget(None)
+        self.reprice = reprice
         self.progress = progress
         self.rng = rng or random.Random()
         self.rules = {
@@ -201,12 +214,38 @@ class GateRun:
         }
         self.generations: list[Generation] = []  # every gate call, warm-up included (spend)
         self._lock = threading.Lock()
+        self.cost_exhausted = False
+        self._dearest: dict[tuple[str, str], float] = {}  # (request, model) -> most a call cost
+        self._pair_cost: dict[int, float] = {}  # pair index -> what its calls cost so far
+
+    # -- what a pair costs ---------------------------------------------------------------------
+    def _call_estimate(self, request: Request, model_id: str) -> float:
+        """The dearest call of this request to this model so far, else the test's own call
+        priced for the model; 0 when the model has no price (the cap cannot limit it)."""
+        with self._lock:
+            dearest = self._dearest.get((request.key, model_id))
+        if dearest is not None:
+            return dearest
+        if request.seen is None:
+            return 0.0
+        if model_id == request.seen.model_id and request.seen.cost_usd is not None:
+            return request.seen.cost_usd
+        estimate = self.reprice(request.seen, model_id) if self.reprice is not None else None
+        return estimate or 0.0
+
+    def _pair_estimate(self, request: Request) -> float:
+        models = [self.candidate.model_id] + ([self.base.model_id] if self.base else [])
+        return sum(self._call_estimate(request, model) for model in models)
 
     # -- one pair ----------------------------------------------------------------------------
-    def _call(self, handle: ModelHandle, request: Request) -> Generation:
+    def _call(self, handle: ModelHandle, request: Request, index: int) -> Generation:
         generation = handle.replay(request.operation, request.params)
         with self._lock:
             self.generations.append(generation)
+            if generation.cost_usd is not None:
+                key = (request.key, generation.model_id)
+                self._dearest[key] = max(self._dearest.get(key, 0.0), generation.cost_usd)
+                self._pair_cost[index] = self._pair_cost.get(index, 0.0) + generation.cost_usd
         return generation
 
     def _pair(self, index: int, requests: Sequence[Request], candidate_first: bool) -> Pair:
@@ -217,14 +256,14 @@ class GateRun:
             return Pair(
                 request.key,
                 "stored",
-                _sample(self._call(self.candidate, request)),
+                _sample(self._call(self.candidate, request, index)),
                 _stored_sample(stored[index % len(stored)]),
             )
         first, second = (
             (self.candidate, self.base) if candidate_first else (self.base, self.candidate)
         )
-        a = self._call(first, request)
-        b = self._call(second, request)
+        a = self._call(first, request, index)
+        b = self._call(second, request, index)
         cand, base = (a, b) if candidate_first else (b, a)
         return Pair(request.key, order, _sample(cand), _sample(base))
 
@@ -236,17 +275,28 @@ class GateRun:
         jobs = []
         exhausted = False
         for index in range(start, start + count):
+            estimate = self._pair_estimate(requests[index % len(requests)])
+            if not self.cost.take(estimate):
+                self.cost_exhausted = exhausted = True
+                break
             if not self.calls.take(per_pair):
+                self.cost.settle(estimate, 0.0)
                 exhausted = True
                 break
-            jobs.append(pool.submit(self._pair, index, requests, self.rng.random() < 0.5))
+            jobs.append(
+                (index, estimate, pool.submit(self._pair, index, requests, self.rng.random() < 0.5))
+            )
         pairs: list[Pair] = []
         errors: list[str] = []
-        for job in jobs:
+        for index, estimate, job in jobs:
             try:
                 pairs.append(job.result())
             except BedrockCallError as error:
                 errors.append(str(error).splitlines()[0])
+            finally:
+                with self._lock:
+                    actual = self._pair_cost.pop(index, 0.0)
+                self.cost.settle(estimate, actual)
         return pairs, errors, exhausted
 
     # -- the gate ----------------------------------------------------------------------------
@@ -285,7 +335,11 @@ class GateRun:
                 self._decide(series, decisions)
                 if len(decisions) == len(METRICS) or exhausted or len(pairs) < look:
                     break
-        reason = "call budget exhausted" if exhausted else "budget reached"
+        if self.cost_exhausted:
+            reason = "cost budget exhausted"
+        else:
+            reason = "call budget exhausted" if exhausted else "budget reached"
+        spend = Spend.of(self.generations)
         verdicts = self._verdicts(series, decisions, reason)
         return RegressionResult(
             candidate=self.candidate.model_id,
@@ -298,9 +352,12 @@ class GateRun:
             pairs=tuple(pairs),
             dropped_pairs=len([e for e in errors if not e.startswith("warm-up")]),
             warmup_pairs=warmup,
-            call_budget_exhausted=exhausted,
+            call_budget_exhausted=exhausted and not self.cost_exhausted,
             errors=tuple(errors),
             decomposition=end_to_end_split(series),
+            cost_usd=total_cost(spend),
+            unpriced_calls=unpriced_calls(spend),
+            cost_budget_exhausted=self.cost_exhausted,
         )
 
     def _decide(self, series: PairSeries, decisions: dict[str, Decision]) -> None:
