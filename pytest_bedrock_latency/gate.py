@@ -240,8 +240,8 @@ class RegressionResult:
         extra.append(
             f"{len(self.pairs)} pairs + {self.warmup_pairs} warm-up, base from {self.base_source}"
         )
-        extra.append(self.cost_line())
         lines.append("  " + "; ".join(extra))
+        lines.append("  " + self.cost_line())
         lines.extend(f"  dropped: {e}" for e in self.errors[:3])
         return lines
 

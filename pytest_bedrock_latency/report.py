@@ -195,6 +195,8 @@ class Report:
             tail = f"{format_usd(total)} total" + (
                 f" + {unpriced} call(s) with no price" if unpriced else ""
             )
+        if self.settings.max_cost is not None:
+            tail += f" (--bedrock-max-cost ${self.settings.max_cost:g})"
         return "Bedrock spend: " + "; ".join(parts) + " — " + tail
 
     # -- JSON ------------------------------------------------------------------------------

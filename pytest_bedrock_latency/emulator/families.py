@@ -141,7 +141,11 @@ def parse_native_request(family: str, body: bytes) -> NativeRequest:
         raise RequestValidationError(f"Unsupported model family {family!r}.")
     try:
         doc = json.loads(body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (
+        UnicodeDecodeError,
+        ValueError,
+        RecursionError,
+    ):  # ValueError: JSONDecodeError, huge ints
         raise _malformed("#: body is not valid JSON") from None
     if not isinstance(doc, Mapping):
         raise _malformed("#: expected type: JSONObject")

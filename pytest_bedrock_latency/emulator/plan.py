@@ -56,7 +56,13 @@ def plan_answer(
     u_throttle, u_not_ready, u_outlier, u_stream, u_pos = (rng.random() for _ in range(5))
     sample_factor = lognormal_factor(rng, profile.answer_tokens_spread)
     n = max(1, round(profile.answer_tokens * prompt_factor * sample_factor))
-    words = generate_words(model_id, req.prompt, sample, n)
+    cap = profile.max_output_tokens
+    if req.max_tokens is not None:
+        cap = min(cap, req.max_tokens)
+    # Words past the cap are never sent, so they are never generated (a huge answer_tokens
+    # costs nothing); the look-ahead still finds a stop sequence that starts before the cap.
+    lookahead = max((len(s.split()) for s in req.stop_sequences), default=0) + 1
+    words = generate_words(model_id, req.prompt, sample, min(n, cap + lookahead))
 
     stop_reason, stop_sequence = "end_turn", None
     stop_words: list[str] | None = None
@@ -68,8 +74,8 @@ def plan_answer(
             prefix = full[:at].rstrip()
             stop_words = prefix.split(" ") if prefix else []
     limit = len(stop_words) if stop_words is not None else len(words)
-    if req.max_tokens is not None and req.max_tokens < limit:
-        words, stop_reason, stop_sequence = words[: req.max_tokens], "max_tokens", None
+    if cap < limit:
+        words, stop_reason, stop_sequence = words[:cap], "max_tokens", None
     elif stop_words is not None:
         words, stop_reason = stop_words, "stop_sequence"
 

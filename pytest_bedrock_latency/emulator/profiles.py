@@ -23,6 +23,7 @@ chain (root first), then the profile's own fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -69,6 +70,7 @@ FIELDS: tuple[str, ...] = (
     "stream_error_rate",
     "outlier_rate",
     "outlier_factor",
+    "max_output_tokens",
     "seed",
 )
 
@@ -88,6 +90,7 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "stream_error_rate": 0.0,
     "outlier_rate": 0.0,
     "outlier_factor": 3.0,
+    "max_output_tokens": 4096,
     "seed": 0,
 }
 
@@ -107,7 +110,24 @@ _RULES: Mapping[str, tuple[str, str]] = {
     "stream_error_rate": ("rate", "a number between 0 and 1"),
     "outlier_rate": ("rate", "a number between 0 and 1"),
     "outlier_factor": ("pos", "a number > 0"),
+    "max_output_tokens": ("int1", "an integer >= 1"),
     "seed": ("int", "an integer"),
+}
+
+# Upper (and, where > 0 is not enough, lower) bounds: beyond them a value is a typo or would
+# make a request sleep for days, overflow, or never finish. README's profile table lists them.
+_BOUNDS: Mapping[str, tuple[float, float]] = {
+    "ttft_ms": (0, 600_000),
+    "ms_per_token": (0, 60_000),
+    "jitter": (0, 10),
+    "answer_tokens": (1, 1e9),
+    "prompt_spread": (0, 10),
+    "answer_tokens_spread": (0, 10),
+    "tokens_per_chunk": (1, 10_000),
+    "optimized_speedup": (0.01, 100),
+    "outlier_factor": (0.01, 1_000),
+    "max_output_tokens": (1, 1_000_000),
+    "seed": (-(2**63), 2**63 - 1),
 }
 
 ProfileSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "ProfileSet", None]
@@ -136,6 +156,7 @@ class Profile:
     stream_error_rate: float
     outlier_rate: float
     outlier_factor: float
+    max_output_tokens: int
     seed: int
 
     def fields(self) -> dict[str, Any]:
@@ -171,17 +192,24 @@ def _check_field(where: str, name: str, value: Any) -> Any:
             raise fail("one of " + ", ".join(FAMILIES))
         return value
     kind, expect = _RULES[name]
+    low, high = _BOUNDS.get(name, (-math.inf, math.inf))
+
+    def out_of_bounds() -> ProfileError:
+        return fail(f"a number from {low:g} to {high:g}")
+
     if kind in ("int1", "int"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise fail(expect)
         if kind == "int1" and value < 1:
             raise fail(expect)
+        if not low <= value <= high:
+            raise out_of_bounds()
         return int(value)
     if not _is_number(value):
         raise fail(expect)
     number = float(value)
-    if number != number:  # NaN
-        raise fail(expect)
+    if not math.isfinite(number):  # NaN never compares; inf would make a sleep never end
+        raise fail(expect.replace("a number", "a finite number", 1))
     if kind == "nonneg" and number < 0:
         raise fail(expect)
     if kind == "pos" and number <= 0:
@@ -190,6 +218,8 @@ def _check_field(where: str, name: str, value: Any) -> Any:
         raise fail(expect)
     if kind == "rate" and not 0.0 <= number <= 1.0:
         raise fail(expect)
+    if not low <= number <= high:
+        raise out_of_bounds()
     return number
 
 
@@ -340,6 +370,10 @@ def load_profiles(source: ProfileSource = None) -> ProfileSet:
         raise ProfileError(f"{name}: no such profile file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{name}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"{name}: not UTF-8 text (byte {exc.start}); TOML profile files must be UTF-8"
+        ) from None
     except OSError as exc:
         raise ProfileError(f"{name}: cannot read: {exc.strerror}") from None
     return _from_document(doc, name)

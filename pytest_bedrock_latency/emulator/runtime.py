@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from . import families
+from . import families, validation
 from .error_codes import ERROR_STATUS
 from .eventstream import event_frame
 from .families import Answer, NativeRequest, RequestValidationError
@@ -40,7 +40,7 @@ OPERATIONS: Mapping[str, str] = {
 #: The operations that answer with an event stream.
 STREAMING = frozenset({"ConverseStream", "InvokeModelWithResponseStream"})
 
-_ATTEMPT = re.compile(r"attempt=(\d+)")
+_ATTEMPT = re.compile(r"(?:^|;)\s*attempt=([^;]*)")
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,11 @@ def _echo_headers(req: ParsedRequest) -> dict[str, str]:
 
 
 def parse_request(
-    op: str, family: str | None, body: bytes, headers: Mapping[str, str]
+    op: str,
+    family: str | None,
+    body: bytes,
+    headers: Mapping[str, str],
+    max_output_tokens: int,
 ) -> ParsedRequest:
     """The answer-shaping parts of a runtime request; ``RequestValidationError`` when invalid."""
     if op in ("InvokeModel", "InvokeModelWithResponseStream"):
@@ -128,57 +132,66 @@ def parse_request(
                 "in its profile (anthropic, nova, titan, llama, mistral)."
             )
         native = families.parse_native_request(family, body)
+        if native.max_tokens is not None and native.max_tokens > max_output_tokens:
+            raise RequestValidationError(
+                f"The maximum tokens you requested exceeds the model limit of "
+                f"{max_output_tokens}. Try again with a maximum tokens value that is lower than "
+                f"{max_output_tokens + 1}."
+            )
         perf = headers.get("x-amzn-bedrock-performanceconfig-latency")
         if perf not in (None, "standard", "optimized"):
-            raise RequestValidationError(f"Invalid performanceConfigLatency: {perf}")
-        return ParsedRequest(
-            native.prompt,
-            native.max_tokens,
-            native.stop_sequences,
-            perf,
-            headers.get("x-amzn-bedrock-service-tier"),
-        )
-    try:
-        doc = json.loads(body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise RequestValidationError("Malformed request body: not valid JSON.") from None
-    if not isinstance(doc, dict):
-        raise RequestValidationError("Malformed request body: expected a JSON object.")
+            raise RequestValidationError(
+                f"1 validation error detected: Value '{perf[:80]}' at "
+                "'performanceConfigLatency' failed to satisfy constraint: Member must satisfy "
+                "enum value set: [standard, optimized]"
+            )
+        tier = headers.get("x-amzn-bedrock-service-tier")
+        if tier not in (None, "priority", "default", "flex", "reserved"):
+            raise RequestValidationError(
+                f"1 validation error detected: Value '{tier[:80]}' at 'serviceTier' failed to "
+                "satisfy constraint: Member must satisfy enum value set: "
+                "[priority, default, flex, reserved]"
+            )
+        return ParsedRequest(native.prompt, native.max_tokens, native.stop_sequences, perf, tier)
+    doc = _json_object(body)
     if op == "CountTokens":
-        native = _parse_count_tokens(doc, family)
+        native = _parse_count_tokens(doc, family, max_output_tokens)
         return ParsedRequest(native.prompt, None, (), None, None)
+    validation.check_converse(doc, max_output_tokens)
     prompt = families.converse_prompt(doc.get("messages"), doc.get("system"))
     cfg = doc.get("inferenceConfig") or {}
-    if not isinstance(cfg, dict):
-        raise RequestValidationError("inferenceConfig must be an object.")
-    max_tokens = cfg.get("maxTokens")
-    if max_tokens is not None and (
-        not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1
-    ):
-        raise RequestValidationError(
-            "1 validation error detected: Value at 'inferenceConfig.maxTokens' failed to "
-            "satisfy constraint: Member must have value greater than or equal to 1"
-        )
-    stops = cfg.get("stopSequences") or []
-    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
-        raise RequestValidationError("stopSequences must be a list of non-empty strings.")
     perf = (doc.get("performanceConfig") or {}).get("latency")
-    if perf not in (None, "standard", "optimized"):
-        raise RequestValidationError(
-            f"1 validation error detected: Value '{perf}' at 'performanceConfig.latency' "
-            "failed to satisfy constraint: Member must satisfy enum value set: "
-            "[standard, optimized]"
-        )
     tier = (doc.get("serviceTier") or {}).get("type")
-    return ParsedRequest(prompt, max_tokens, tuple(stops), perf, tier)
+    return ParsedRequest(
+        prompt, cfg.get("maxTokens"), tuple(cfg.get("stopSequences") or ()), perf, tier
+    )
 
 
-def _parse_count_tokens(doc: Mapping[str, Any], family: str | None) -> NativeRequest:
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body.decode("utf-8") or "null")
+    except UnicodeDecodeError:
+        raise RequestValidationError("Malformed request body: not UTF-8.") from None
+    except RecursionError:
+        raise RequestValidationError("Malformed request body: JSON nested too deeply.") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise RequestValidationError(f"Malformed request body: not valid JSON ({exc}).") from None
+    if not isinstance(doc, dict):
+        raise RequestValidationError("Malformed request body: expected a JSON object.")
+    return doc
+
+
+def _parse_count_tokens(
+    doc: Mapping[str, Any], family: str | None, max_output_tokens: int
+) -> NativeRequest:
     inp = doc.get("input")
     if not isinstance(inp, dict):
         raise RequestValidationError("The input field is required.")
     if isinstance(inp.get("converse"), dict):
         conv = inp["converse"]
+        validation.check_messages(
+            conv.get("messages"), conv.get("system"), has_tool_config=bool(conv.get("toolConfig"))
+        )
         return NativeRequest(
             families.converse_prompt(conv.get("messages"), conv.get("system")), None, ()
         )
@@ -190,6 +203,7 @@ def _parse_count_tokens(doc: Mapping[str, Any], family: str | None) -> NativeReq
         except (ValueError, TypeError):
             raise RequestValidationError("invokeModel.body is not valid base64.") from None
         return families.parse_native_request(family, raw)
+    del max_output_tokens  # CountTokens counts the input only
     raise RequestValidationError("The input must contain converse or invokeModel.")
 
 
@@ -209,8 +223,7 @@ class _Call:
         self.state, self.out, self.op, self.model_id = state, out, op, model_id
         self.headers, self.t0, self.received_at = headers, t0, received_at
         self.request_id = str(uuid.uuid4())
-        match = _ATTEMPT.search(headers.get("amz-sdk-request", ""))
-        self.attempt = int(match.group(1)) if match else 1
+        self.attempt = 1
         self.streaming = op in STREAMING
         self.profile_key: str | None = None
         self.req: ParsedRequest | None = None
@@ -249,6 +262,7 @@ class _Call:
                 prompt_sha=self.sha,
                 sample=self.sample,
                 request_id=self.request_id,
+                user_agent=self.headers.get("user-agent", ""),
             )
         )
 
@@ -258,7 +272,25 @@ class _Call:
         self._log(ERROR_STATUS[code], code)
         self.out.send_error(code, self.request_id, message, extra)
 
+    def _read_attempt(self) -> str | None:
+        """Take the attempt number from ``amz-sdk-request``; an error message if it is garbage."""
+        match = _ATTEMPT.search(self.headers.get("amz-sdk-request", ""))
+        if match is None:
+            return None
+        value = match.group(1).strip()
+        if not value.isascii() or not value.isdigit() or len(value) > 9 or int(value) < 1:
+            return (
+                "Invalid amz-sdk-request header: attempt must be a positive integer of at most "
+                f"9 digits (got '{value[:40]}{'...' if len(value) > 40 else ''}')."
+            )
+        self.attempt = int(value)
+        return None
+
     def serve(self, body: bytes) -> None:
+        bad_attempt = self._read_attempt()
+        if bad_attempt is not None:
+            self._fail("ValidationException", bad_attempt)
+            return
         injected = self.state.take_injected(self.model_id, self.streaming)
         if injected is not None and injected in ERROR_STATUS:
             extra: dict[str, Any] = {}
@@ -275,7 +307,9 @@ class _Call:
         profile = resolved.profile
         self.profile_key = profile.key
         try:
-            req = parse_request(self.op, resolved.family, body, self.headers)
+            req = parse_request(
+                self.op, resolved.family, body, self.headers, profile.max_output_tokens
+            )
         except RequestValidationError as exc:
             self._fail("ValidationException", str(exc))
             return

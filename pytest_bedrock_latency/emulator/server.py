@@ -14,10 +14,14 @@ Design notes:
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import socket
+import sys
 import threading
 import time
+import traceback
+import uuid
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,13 +29,21 @@ from urllib.parse import unquote
 
 from . import families
 from .control_plane import ControlPlane, HttpRequest, custom_model_base
-from .error_codes import ERROR_MESSAGES, ERROR_STATUS, STREAM_EXCEPTIONS
+from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
+from .eventstream import exception_frame
 from .profiles import Profile, ProfileSet, ProfileSource, load_profiles
-from .records import RequestRecord
+from .records import EmulatorFault, RequestRecord
 from .runtime import OPERATIONS, Resolved, serve_runtime
 from .wire import ClientGone, Http1Responder, Responder
 
-__all__ = ["ERROR_MESSAGES", "ERROR_STATUS", "OPERATIONS", "Emulator", "RequestRecord"]
+__all__ = [
+    "ERROR_MESSAGES",
+    "ERROR_STATUS",
+    "OPERATIONS",
+    "Emulator",
+    "EmulatorFault",
+    "RequestRecord",
+]
 
 _FM_ARN = re.compile(r"^arn:aws[\w-]*:bedrock:[^:]*::foundation-model/(?P<id>.+)$")
 
@@ -50,6 +62,7 @@ class _State:
         self.profiles = profiles
         self.lock = threading.Lock()
         self.records: list[RequestRecord] = []
+        self.faults: list[EmulatorFault] = []
         self.samples: dict[tuple[str, str], int] = {}
         self.overrides: dict[str, Profile] = {}
         self.injected: list[_Injected] = []
@@ -115,13 +128,26 @@ class _State:
         return done(star, model_id) if star is not None else None
 
 
+class _BadRequest(Exception):
+    """A request whose HTTP framing cannot be read: answered 400, then the connection closed."""
+
+
+#: Bodies above this are refused before they are read (Bedrock's own limits are far lower).
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_LENGTH = re.compile(r"\s*(\d{1,12})\s*")
+_CHUNK_SIZE = re.compile(rb"\s*([0-9A-Fa-f]{1,8})\s*(;[^\r\n]*)?")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Keep-alive connections must not block shutdown.
     block_on_close = False
+    # socketserver's default backlog of 5 refuses connections under a burst of clients.
+    request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+    def __init__(self, address: tuple[str, int], emulator: Emulator, idle_timeout: float) -> None:
         self.emulator = emulator
+        self.idle_timeout = idle_timeout
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
@@ -138,6 +164,13 @@ class _Server(ThreadingHTTPServer):
             self.open_sockets.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Reached only for an exception outside a request's own handling (which answers it):
+        # keep it with the emulator's faults instead of printing a traceback to stderr.
+        exc = sys.exc_info()[1]
+        if exc is not None and not isinstance(exc, OSError):
+            self.emulator._fault(exc, "connection", str(client_address))
+
     def close_open_connections(self) -> None:
         with self.sockets_lock:
             sockets = list(self.open_sockets)
@@ -151,28 +184,103 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # a delayed ACK would add ~40 ms to small frames
     server: _Server
 
+    def setup(self) -> None:
+        # An idle or half-sent connection must not hold a thread forever.
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout)
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log is the record; stderr chatter would drown test output
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own errors (bad request line, headers too long...) in Bedrock's shape."""
+        self.close_connection = True
+        # An unparsable request line leaves HTTP/0.9, which would send a body without headers.
+        self.request_version = self.protocol_version
+        error = "ValidationException" if code < 500 else "InternalServerException"
+        text = f"Malformed HTTP request: {message or explain or code}."
+        Http1Responder(self).send_json(
+            code,
+            {"message": text},
+            str(uuid.uuid4()),
+            {"x-amzn-ErrorType": error + ERROR_TYPE_SUFFIX},
+        )
+
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            out = bytearray()
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return bytes(out)
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        codings = [
+            c.strip().lower()
+            for value in self.headers.get_all("Transfer-Encoding") or []
+            for c in value.split(",")
+            if c.strip()
+        ]
+        if codings:
+            if codings != ["chunked"]:
+                raise _BadRequest(
+                    f"Transfer-Encoding {', '.join(codings)!r} is not supported (only chunked)"
+                )
+            return self._read_chunked()
+        lengths = {v.strip() for v in self.headers.get_all("Content-Length") or []}
+        if not lengths:
+            return b""
+        if len(lengths) > 1:
+            raise _BadRequest("conflicting Content-Length headers")
+        value = lengths.pop()
+        match = _LENGTH.fullmatch(value)
+        if match is None:
+            raise _BadRequest(
+                f"Content-Length header value {value[:40]!r} is not a non-negative integer"
+            )
+        length = int(match.group(1))
+        if length > MAX_BODY_BYTES:
+            raise _BadRequest(
+                f"Content-Length {length} exceeds the emulator's limit of {MAX_BODY_BYTES} bytes"
+            )
+        data = self.rfile.read(length)
+        if len(data) < length:
+            raise ClientGone()  # closed mid-body
+        return data
+
+    def _read_chunked(self) -> bytes:
+        out = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            if not line.endswith(b"\n"):
+                if not line:
+                    raise ClientGone()
+                raise _BadRequest("chunk size line too long")
+            match = _CHUNK_SIZE.fullmatch(line.rstrip(b"\r\n"))
+            if match is None:
+                raise _BadRequest(f"invalid chunk size line {line[:40]!r}")
+            size = int(match.group(1), 16)
+            if size == 0:
+                for _ in range(100):  # trailer section, up to its blank line
+                    if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
+                        return bytes(out)
+                raise _BadRequest("too many trailer lines")
+            if len(out) + size > MAX_BODY_BYTES:
+                raise _BadRequest(
+                    f"chunked body exceeds the emulator's limit of {MAX_BODY_BYTES} bytes"
+                )
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                raise ClientGone()
+            out += chunk
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BadRequest("chunk data is not followed by CRLF")
 
     def _dispatch(self) -> None:
         t0 = time.perf_counter()
         received_at = time.time()
+        out = Http1Responder(self)
         try:
-            body = self._read_body()
+            try:
+                body = self._read_body()
+            except _BadRequest as exc:
+                self.close_connection = True  # the rest of the stream cannot be framed
+                out.send_error(
+                    "ValidationException", str(uuid.uuid4()), f"Malformed HTTP request: {exc}."
+                )
+                return
             request = HttpRequest(
                 method=self.command,
                 target=self.path,
@@ -182,11 +290,17 @@ class _Handler(BaseHTTPRequestHandler):
                 server_address=(str(self.server.server_address[0]), self.server.server_port),
                 client_host=str(self.client_address[0]),
             )
-            self.server.emulator._serve(Http1Responder(self), request, t0, received_at)
-        except (TimeoutError, BrokenPipeError, ConnectionResetError, ClientGone):
+            try:
+                self.server.emulator._serve(out, request, t0, received_at)
+            except (ClientGone, OSError):
+                raise
+            except Exception as exc:
+                self.close_connection = out.started
+                self.server.emulator._fault(exc, self.command, self.path, out)
+        except (ClientGone, OSError):
             self.close_connection = True
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _dispatch
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
 def _lower_headers(request: HttpRequest) -> dict[str, str]:
@@ -207,12 +321,31 @@ class Emulator:
                                   aws_access_key_id="testing", aws_secret_access_key="testing")
 
     ``profiles`` is a TOML path, a dict, a :class:`ProfileSet`, or ``None`` for the shipped
-    defaults. Everything is validated in the constructor, before any socket is bound.
+    defaults. ``idle_timeout`` (seconds) closes a connection that sends nothing, or stops
+    half-way through a request, for that long. Everything is validated in the constructor,
+    before any socket is bound.
     """
 
     def __init__(
-        self, profiles: ProfileSource = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        profiles: ProfileSource = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        idle_timeout: float = 5.0,
     ) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an integer from 0 to 65535 (got {port!r})")
+        if (
+            isinstance(idle_timeout, bool)
+            or not isinstance(idle_timeout, (int, float))
+            or not math.isfinite(idle_timeout)
+            or idle_timeout <= 0
+        ):
+            raise ValueError(
+                f"idle_timeout must be a finite number of seconds > 0 (got {idle_timeout!r})"
+            )
+        self._idle_timeout = float(idle_timeout)
         self._state = _State(load_profiles(profiles))
         self._host = host
         self._requested_port = port
@@ -228,7 +361,7 @@ class Emulator:
         with self._lock:
             if self._server is not None:
                 return self
-            server = _Server((self._host, self._requested_port), self)
+            server = _Server((self._host, self._requested_port), self, self._idle_timeout)
             thread = threading.Thread(
                 target=server.serve_forever,
                 kwargs={"poll_interval": 0.1},
@@ -299,6 +432,51 @@ class Emulator:
         """Empty the request log (sample numbers keep counting)."""
         with self._state.lock:
             self._state.records.clear()
+
+    # -- faults -----------------------------------------------------------------------------
+
+    @property
+    def errors(self) -> list[EmulatorFault]:
+        """The emulator's own faults (exceptions while serving), oldest first, with tracebacks."""
+        with self._state.lock:
+            return list(self._state.faults)
+
+    def clear_errors(self) -> None:
+        """Forget the recorded faults."""
+        with self._state.lock:
+            self._state.faults.clear()
+
+    def _fault(
+        self, exc: BaseException, method: str, target: str, out: Responder | None = None
+    ) -> None:
+        """Keep a fault and answer it, non-retryably, the one way still open on ``out``."""
+        path = target.split("?", 1)[0]
+        fault = EmulatorFault(
+            request=f"{method} {path}",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            at=time.time(),
+        )
+        with self._state.lock:
+            self._state.faults.append(fault)
+        if out is None:
+            return
+        message = (
+            f"Emulator fault: the emulator failed serving {fault.request} ({fault.error}). "
+            "This is a bug in the emulator, not a model error; the traceback is on "
+            "Emulator.errors."
+        )
+        if not out.started:
+            # 501, not 500: botocore and the JS SDK retry every 500, and a bug does not go away.
+            out.send_json(
+                501,
+                {"message": message},
+                str(uuid.uuid4()),
+                {"x-amzn-ErrorType": "InternalServerException" + ERROR_TYPE_SUFFIX},
+            )
+        elif out.streaming:
+            out.write(exception_frame("internalServerException", {"message": message}))
+            out.end()
 
     # -- per-test overrides -----------------------------------------------------------------
 

@@ -46,7 +46,14 @@ def stream_exception(code: str | None, n: int) -> tuple[str, bytes]:
 
 
 class Responder(ABC):
-    """Answers one request: a whole body (:meth:`send`) or a stream of event frames."""
+    """Answers one request: a whole body (:meth:`send`) or a stream of event frames.
+
+    ``started`` turns true with the first byte of the answer, so a fault that happens later
+    can still be reported the only way left (an exception frame, or closing the connection).
+    """
+
+    started = False
+    streaming = False
 
     @abstractmethod
     def send(
@@ -113,6 +120,7 @@ class Http1Responder(Responder):
         reason: str | None = None,
     ) -> None:
         h = self._h
+        self.started = True
         h.send_response(status, reason)  # also sends Server and Date; never add Date again
         for name, value in headers:
             h.send_header(name, value)
@@ -123,6 +131,7 @@ class Http1Responder(Responder):
 
     def start_stream(self, request_id: str, headers: Mapping[str, str]) -> None:
         h = self._h
+        self.started = self.streaming = True
         h.send_response(200)
         h.send_header("Content-Type", "application/vnd.amazon.eventstream")
         h.send_header("Transfer-Encoding", "chunked")
@@ -136,12 +145,12 @@ class Http1Responder(Responder):
             for frame in frames:
                 self._h.wfile.write(http_chunk(frame))
             self._h.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+        except (OSError, ValueError) as exc:  # reset, broken pipe, send timeout, closed file
             raise ClientGone() from exc
 
     def end(self) -> None:
         try:
             self._h.wfile.write(LAST_CHUNK)
             self._h.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError) as exc:
+        except (OSError, ValueError) as exc:  # reset, broken pipe, send timeout, closed file
             raise ClientGone() from exc

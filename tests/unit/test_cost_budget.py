@@ -14,7 +14,7 @@ def test_a_reservation_that_would_pass_the_cap_is_refused() -> None:
     assert budget.take(0.004)
     assert budget.take(0.004)
     assert not budget.take(0.004)  # 0.012 > 0.01 with both still in flight
-    assert not budget.settle(0.004, 0.003)
+    budget.settle(0.004, 0.003)
     assert budget.take(0.003)  # 0.003 spent + 0.004 + 0.003 reserved = 0.010
     assert budget.spent == pytest.approx(0.003)
 
@@ -22,15 +22,19 @@ def test_a_reservation_that_would_pass_the_cap_is_refused() -> None:
 def test_no_cap_refuses_nothing() -> None:
     budget = CostBudget(None)
     assert budget.take(1e9)
-    assert not budget.settle(1e9, 1e9)
-    assert not budget.spend(5.0)
+    budget.settle(1e9, 1e9)
+    budget.spend(5.0)
+    assert not budget.passed_once()
 
 
 def test_application_calls_are_counted_never_refused_and_passing_is_said_once() -> None:
     budget = CostBudget(0.01)
-    assert not budget.spend(0.006)
-    assert budget.spend(0.006)  # now 0.012: passed the cap, reported this once
-    assert not budget.spend(0.001)
+    budget.spend(0.006)
+    assert not budget.passed_once()
+    budget.spend(0.006)
+    assert budget.passed_once()  # now 0.012: passed the cap, to be reported once
+    budget.spend(0.001)
+    assert not budget.passed_once()
     assert not budget.take(0.0001)
     assert budget.spent == pytest.approx(0.013)
 

@@ -310,12 +310,12 @@ def test_cost_per_test_per_call_and_in_total() -> None:
     b = result("tests/test_a.py::test_two", calls=(priced(0.0021),))
     lines = report(a, b).terminal_lines(verbosity=1)
     rows = {line.split()[0]: line.split() for line in lines if line.startswith("test_")}
-    assert rows["test_one"][-2:] == ["$0.0001500", "passed"]
-    assert rows["test_two"][-2:] == ["$0.002100", "passed"]
-    assert "$0.0001200" in lines[3]  # the call rows carry their own cost
+    assert rows["test_one"][-2:] == ["$0.00015", "passed"]
+    assert rows["test_two"][-2:] == ["$0.0021", "passed"]
+    assert "$0.00012" in lines[3]  # the call rows carry their own cost
     assert lines[-1] == (
-        "Bedrock spend: amazon.nova-lite-v1:0 3 calls, 36 in / 120 out tokens, $0.002250"
-        " — $0.002250 total"
+        "Bedrock spend: amazon.nova-lite-v1:0 3 calls, 36 in / 120 out tokens, $0.00225"
+        " — $0.00225 total"
     )
     assert a.headline()["bedrock_cost_usd"] == 0.00015
     doc = report(a, b).document()
@@ -330,7 +330,7 @@ def test_unpriced_calls_are_counted_never_priced_at_zero() -> None:
     assert mixed.cost_usd == 0.001
     line = report(mixed).spend_line()
     assert "support-v3 1 calls, 12 in / 40 out tokens, no price" in line
-    assert line.endswith("— $0.001000 total + 1 call(s) with no price")
+    assert line.endswith("— $0.001 total + 1 call(s) with no price")
     assert report(mixed).document()["unpriced_calls"] == 1
     none = result(calls=(priced(None, model_id=ARN),))
     assert none.cost_usd is None
@@ -341,8 +341,8 @@ def test_unpriced_calls_are_counted_never_priced_at_zero() -> None:
 def test_github_summary_has_a_cost_column_and_the_total() -> None:
     markdown = report(result(calls=(priced(0.0005),))).github_markdown()
     assert "cost (USD)" in markdown.splitlines()[2]  # the table's header row
-    assert "$0.0005000" in markdown
-    assert "— $0.0005000 total" in markdown
+    assert "| $0.0005 " in markdown
+    assert "— $0.0005 total" in markdown
 
 
 @pytest.mark.parametrize(
@@ -351,6 +351,8 @@ def test_github_summary_has_a_cost_column_and_the_total() -> None:
         (0, "$0"),
         (0.00001234, "$0.00001234"),
         (0.012345, "$0.01235"),
+        (0.0021, "$0.0021"),
+        (0.1, "$0.10"),
         (12.3456, "$12.35"),
         (1234.5, "$1,234.50"),
     ],
