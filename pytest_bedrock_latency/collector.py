@@ -8,7 +8,7 @@ end of the session, builds the report once and writes every file from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +98,23 @@ class ResultCollector:
             prices_source=self.prices.source if self.prices else None,
             prices_as_of=self.prices.as_of if self.prices else None,
         )
+
+    def summarize(
+        self,
+        reporter: pytest.TerminalReporter,
+        target: Target | None,
+        *,
+        verbosity: int,
+        messages: Sequence[str],
+    ) -> None:
+        """The terminal's "bedrock latency" section, then the session's messages."""
+        lines = self.report(target).terminal_lines(verbosity) if self.results else []
+        if lines:
+            reporter.section("bedrock latency")
+            for line in lines:
+                reporter.line(line)
+        for message in messages:
+            reporter.line(message)
 
     def _plot(self, directory: Path) -> list[str]:
         from .plot import PlotUnavailable, plot_gates
