@@ -40,7 +40,7 @@ like = "{BASE}"
 
 [models."{CUSTOM}slow"]
 like = "{BASE}"
-ms_per_token = 1.4
+ms_per_token = 3.0  # 3x: a verdict far from any tolerance
 """
 
 PRICES = f"""
@@ -56,7 +56,8 @@ def test_body(bedrock_model):
     bedrock_model.converse("How do I reset my password?")
     bedrock_model.converse("Where is my parcel?", stream=False)
 
-@pytest.mark.bedrock_regression
+# Tolerances far from any effect: the verdict is not what these tests are about.
+@pytest.mark.bedrock_regression(max_slowdown=10, max_ttft_slowdown=10, max_verbosity=10)
 def test_gate(bedrock_model):
     bedrock_model.converse("How do I reset my password?")
 """
@@ -147,7 +148,8 @@ def test_cost_per_call_per_test_per_gate_and_in_total_is_tokens_times_prices(
     calls_cost = sum(c["cost_usd"] for c in gate["calls"])
     gate_cost = gate["regression"]["cost_usd"]
     assert gate_cost == pytest.approx(spend_cost(gate["spend"]) - calls_cost, rel=1e-9)
-    assert gate_cost > 10 * calls_cost  # the warm-up and every pair, both models
+    assert gate["spend"][BASE]["calls"] >= 6  # the warm-up and at least 5 pairs ran
+    assert gate_cost > calls_cost
     total = spend_cost(doc["spend"])
     assert doc["cost_usd"] == pytest.approx(total, rel=1e-9)
     assert doc["cost_usd"] == pytest.approx(body["cost_usd"] + gate["cost_usd"], rel=1e-9)
