@@ -22,18 +22,22 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
 from . import families
+from .content_tokens import CachePrefix
 from .control_plane import ControlPlane, HttpRequest, custom_model_base
 from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
 from .eventstream import exception_frame
+from .guardrails import Guardrail, GuardrailError, GuardrailStore
 from .profiles import Profile, ProfileSet, ProfileSource, load_profiles
+from .prompt_cache import CacheUse, PromptCache
 from .records import EmulatorFault, RequestRecord
-from .runtime import OPERATIONS, Resolved, serve_runtime
+from .runtime import OPERATIONS, Resolved, serve_apply_guardrail, serve_runtime
 from .wire import ClientGone, Http1Responder, Responder
 
 __all__ = [
@@ -66,6 +70,24 @@ class _State:
         self.samples: dict[tuple[str, str], int] = {}
         self.overrides: dict[str, Profile] = {}
         self.injected: list[_Injected] = []
+        self.prompt_cache = PromptCache()
+        self.guardrails = GuardrailStore()
+
+    def cache_use(self, model_id: str, prefixes: Sequence[CachePrefix], ttl_s: float) -> CacheUse:
+        return self.prompt_cache.use(model_id, prefixes, ttl_s)
+
+    def guardrail(self, identifier: str) -> Guardrail | None:
+        return self.guardrails.lookup(identifier)
+
+    def not_found_message(self, model_id: str) -> str:
+        """Bedrock's 404 wording, then what the emulator lacks and how to add it."""
+        source = self.profiles.source
+        where = "the profiles given to Emulator(profiles=...)" if source == "<dict>" else source
+        return (
+            f"The provided model identifier is invalid. (Bedrock emulator: no profile in "
+            f'{where} matches {model_id!r}; add [models."{model_id}"] there, or a glob '
+            f'or "*" profile that covers it, or call emulator.set_profile({model_id!r}, ...).)'
+        )
 
     def record(self, record: RequestRecord) -> None:
         with self.lock:
@@ -557,5 +579,37 @@ class Emulator:
                 t0,
                 received_at,
             )
+        elif len(parts) >= 2 and parts[0] == "" and parts[1] == "guardrails":
+            self._serve_guardrails(out, request, [unquote(p) for p in parts[2:] if p])
+        elif (
+            request.method == "POST"
+            and len(parts) == 6
+            and parts[0] == ""
+            and (parts[1], parts[3], parts[5]) == ("guardrail", "version", "apply")
+        ):
+            defaults = self._state.profiles.defaults_profile("ApplyGuardrail")
+            serve_apply_guardrail(
+                self._state,
+                out,
+                unquote(parts[2]),
+                unquote(parts[4]),
+                request.body,
+                defaults.guardrail_intervention_rate,
+                defaults.seed,
+            )
         else:
             self._control_plane.serve(out, request)
+
+    def _serve_guardrails(self, out: Responder, request: HttpRequest, parts: list[str]) -> None:
+        """The guardrail control plane (CreateGuardrail, GetGuardrail, List, Update, Delete)."""
+        request_id = str(uuid.uuid4())
+        try:
+            payload = self._state.guardrails.handle(request.method, parts, request.body)
+        except GuardrailError as error:
+            out.send_error(error.code, request_id, error.message)
+            return
+        if payload is None:
+            out.send_error("ValidationException", request_id, "Unknown guardrail operation.")
+            return
+        status = 200 if request.method == "GET" else 202
+        out.send_json(status, payload, request_id)
