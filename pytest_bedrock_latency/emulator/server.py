@@ -62,8 +62,9 @@ class _Injected:
 class _State:
     """The emulator's shared, lock-guarded state; the runtime sees it as ``EmulatorState``."""
 
-    def __init__(self, profiles: ProfileSet) -> None:
+    def __init__(self, profiles: ProfileSet, not_found_hint: str | None = None) -> None:
         self.profiles = profiles
+        self.not_found_hint = not_found_hint
         self.lock = threading.Lock()
         self.records: list[RequestRecord] = []
         self.faults: list[EmulatorFault] = []
@@ -83,10 +84,13 @@ class _State:
         """Bedrock's 404 wording, then what the emulator lacks and how to add it."""
         source = self.profiles.source
         where = "the profiles given to Emulator(profiles=...)" if source == "<dict>" else source
+        fix = self.not_found_hint or (
+            f'add [models."{model_id}"] to {where}, or a glob or "*" profile that covers it, '
+            f"or call emulator.set_profile({model_id!r}, ...)"
+        )
         return (
-            f"The provided model identifier is invalid. (Bedrock emulator: no profile in "
-            f'{where} matches {model_id!r}; add [models."{model_id}"] there, or a glob '
-            f'or "*" profile that covers it, or call emulator.set_profile({model_id!r}, ...).)'
+            "The provided model identifier is invalid. (Bedrock emulator: no profile matches "
+            f"{model_id!r}; {fix}.)"
         )
 
     def record(self, record: RequestRecord) -> None:
@@ -351,8 +355,9 @@ class Emulator:
 
     ``profiles`` is a TOML path, a dict, a :class:`ProfileSet`, or ``None`` for the shipped
     defaults. ``idle_timeout`` (seconds) closes a connection that sends nothing, or stops
-    half-way through a request, for that long. Everything is validated in the constructor,
-    before any socket is bound.
+    half-way through a request, for that long. ``not_found_hint`` replaces the fix the 404
+    for a model with no profile suggests (the plugin names its own option there).
+    Everything is validated in the constructor, before any socket is bound.
     """
 
     def __init__(
@@ -362,6 +367,7 @@ class Emulator:
         port: int = 0,
         *,
         idle_timeout: float = 5.0,
+        not_found_hint: str | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer from 0 to 65535 (got {port!r})")
@@ -375,7 +381,7 @@ class Emulator:
                 f"idle_timeout must be a finite number of seconds > 0 (got {idle_timeout!r})"
             )
         self._idle_timeout = float(idle_timeout)
-        self._state = _State(load_profiles(profiles))
+        self._state = _State(load_profiles(profiles), not_found_hint)
         self._host = host
         self._requested_port = port
         self._lock = threading.Lock()
