@@ -30,11 +30,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import families
+from .catalogue import Catalogue
 from .content_tokens import CachePrefix
 from .control_plane import ControlPlane, HttpRequest, custom_model_base
 from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
 from .eventstream import exception_frame
-from .guardrails import Guardrail, GuardrailError, GuardrailStore
+from .guardrails import Guardrail, GuardrailStore
 from .profiles import Profile, ProfileSet, ProfileSource, load_profiles
 from .prompt_cache import CacheUse, PromptCache
 from .records import EmulatorFault, RequestRecord
@@ -66,6 +67,7 @@ class _State:
     def __init__(self, profiles: ProfileSet, not_found_hint: str | None = None) -> None:
         self.profiles = profiles
         self.not_found_hint = not_found_hint
+        self.catalogue = Catalogue(profiles)
         self.lock = threading.Lock()
         self.records: list[RequestRecord] = []
         self.faults: list[EmulatorFault] = []
@@ -118,8 +120,9 @@ class _State:
         return None
 
     def resolve(self, model_id: str, depth: int = 0) -> Resolved | None:
-        """exact (overrides, then file) > longest glob > the model a cross-region inference
-        profile names > custom model's base (moto) > "*"."""
+        """exact (overrides, then file) > longest glob > the model an application inference
+        profile runs > the model a cross-region inference profile names > custom model's base
+        (moto) > "*"."""
         candidates = [model_id]
         fm = _FM_ARN.match(model_id)
         if fm:
@@ -146,6 +149,12 @@ class _State:
             glob = self.profiles.match_glob(cand, include_star=False)
             if glob is not None:
                 return done(glob, cand)
+        app_model = self.catalogue.application_profile_model(model_id)
+        if app_model is not None and depth < 3:
+            # An application inference profile runs the model it was created from.
+            inner = self.resolve(app_model, depth + 1)
+            if inner is not None:
+                return inner
         served = families.served_model_id(model_id)
         if served != model_id and depth < 3:
             # A cross-region inference profile (us.x, global.x, or its ARN) runs model x.
@@ -425,6 +434,8 @@ class Emulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._control_plane = ControlPlane()
+        self._state.catalogue.install(self._control_plane)
+        self._state.guardrails.install(self._control_plane)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -633,8 +644,6 @@ class Emulator:
                 t0,
                 received_at,
             )
-        elif len(parts) >= 2 and parts[0] == "" and parts[1] == "guardrails":
-            self._serve_guardrails(out, request, [unquote(p) for p in parts[2:] if p])
         elif (
             request.method == "POST"
             and len(parts) == 6
@@ -653,17 +662,3 @@ class Emulator:
             )
         else:
             self._control_plane.serve(out, request)
-
-    def _serve_guardrails(self, out: Responder, request: HttpRequest, parts: list[str]) -> None:
-        """The guardrail control plane (CreateGuardrail, GetGuardrail, List, Update, Delete)."""
-        request_id = str(uuid.uuid4())
-        try:
-            payload = self._state.guardrails.handle(request.method, parts, request.body)
-        except GuardrailError as error:
-            out.send_error(error.code, request_id, error.message)
-            return
-        if payload is None:
-            out.send_error("ValidationException", request_id, "Unknown guardrail operation.")
-            return
-        status = 200 if request.method == "GET" else 202
-        out.send_json(status, payload, request_id)
