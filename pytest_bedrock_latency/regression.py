@@ -471,7 +471,15 @@ def run_gate(
                 "set --bedrock-model"
             ]
         )
-    requests = distinct_requests(records, candidate)
+    try:
+        requests = distinct_requests(records, candidate)
+    except TypeError as error:  # e.g. a file object as the InvokeModel body: read once, gone
+        return GateOutcome(
+            [
+                f"bedrock_regression: the test's request to {display_model(candidate)} cannot be "
+                f"replayed: {str(error).removeprefix('request_key: ')}"
+            ]
+        )
     if not requests:
         return GateOutcome(
             [

@@ -51,6 +51,7 @@ class Report:
     settings: Settings
     endpoint_kind: str
     region: str | None
+    interrupted: bool = False  # Ctrl-C: the report holds the tests that finished
 
     @property
     def measured(self) -> list[TestResult]:
@@ -182,6 +183,7 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "created_at": time.time(),
+            "interrupted": self.interrupted,
             "environment": {
                 "plugin_version": __version__,
                 "boto3_version": boto3.__version__,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .collector import ResultCollector, attach_result, open_store
+from .collector import Finished, ResultCollector, attach_result, open_store
 from .run import (
     TEST_SETTINGS_KEY,
     TestRun,
@@ -155,7 +155,8 @@ class BedrockSession:
             model_id,
             self.instrumentation,
             max_tokens=run.settings.max_tokens if run else self.settings.max_tokens,
-            publish=run.add if run is not None else None,
+            publish=run.publish if run is not None else None,
+            calls=self.call_budget,
         )
 
     def runtime_client(self) -> object:
@@ -166,11 +167,12 @@ class BedrockSession:
         """Evaluate the test's markers; fail it with one line per violation."""
         __tracebackhide__ = True
         run = self.run_for(item)
-        if run is None or not run.bounds.any:
+        if run is None:
             return
         lines = run.check()
         if run.bounds.regression is not None:
             lines.extend(self._regression(item, run))
+        lines.extend(run.check_timeout())
         if lines:
             pytest.fail("\n".join(lines), pytrace=False)
 
@@ -221,8 +223,8 @@ class BedrockSession:
     def report(self) -> Report:
         return self.collector.report(self.target.target)
 
-    def finish(self, config: pytest.Config, *, interrupted: bool) -> list[str]:
-        """Write the files of the session; returns messages for the terminal."""
+    def finish(self, config: pytest.Config, *, interrupted: bool) -> Finished:
+        """Write the files of the session; returns messages for the terminal, and failures."""
         if self.worker:
-            return []
+            return Finished()
         return self.collector.finish(config, self.target.target, interrupted=interrupted)

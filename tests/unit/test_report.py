@@ -190,7 +190,15 @@ def test_json_document_keys_and_environment() -> None:
         baseline="amazon.titan-text-express-v1",
         latency_scale=1.5,
     ).document()
-    assert set(doc) == {"schema_version", "created_at", "environment", "spend", "tests"}
+    assert set(doc) == {
+        "schema_version",
+        "created_at",
+        "interrupted",
+        "environment",
+        "spend",
+        "tests",
+    }
+    assert doc["interrupted"] is False
     assert doc["schema_version"] == SCHEMA_VERSION == 1
     env = doc["environment"]
     assert env["plugin_version"] == __version__
