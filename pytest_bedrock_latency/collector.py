@@ -238,8 +238,8 @@ class Finished:
             self._fail(str(error))
         except OSError as error:
             self._fail(
-                f"bedrock: {what} cannot be written: {error.strerror or error}"
-                f"{f' ({error.filename})' if error.filename else ''}; the other outputs were written"
+                f"bedrock: {what} cannot be written: {error.strerror or error}; the other "
+                "outputs were written"
             )
         except Exception as error:  # a bug must not cost the other outputs
             self._fail(
