@@ -119,6 +119,8 @@ class MeasuredTestHooks:
         self, item: pytest.Item
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if report.when == "call":
+            self.bedrock.surface_faults(item, report)
         self.bedrock.payload(item, report)
         return report
 
@@ -152,14 +154,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    bedrock = _session(config)
-    lines = bedrock.report().terminal_lines(config.get_verbosity()) if bedrock.results else []
-    if lines:
-        terminalreporter.section("bedrock latency")
-        for line in lines:
-            terminalreporter.line(line)
-    for message in config.stash.get(MESSAGES_KEY, []):
-        terminalreporter.line(message)
+    messages = config.stash.get(MESSAGES_KEY, [])
+    _session(config).summarize(terminalreporter, config.get_verbosity(), messages)
 
 
 # -- fixtures --------------------------------------------------------------------------------

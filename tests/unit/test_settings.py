@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from pytest_bedrock_latency.settings import OPTIONS, Settings, SettingsError, effective, resolve
+from pytest_bedrock_latency.markers import RegressionGate, TestBounds
+from pytest_bedrock_latency.settings import (
+    OPTIONS,
+    Settings,
+    SettingsError,
+    TestSettings,
+    effective,
+    resolve,
+)
 
 INVOCATION = Path("/work/run")
 INI_DIR = Path("/repo")
@@ -281,6 +289,16 @@ def test_default_baseline_file_sits_next_to_the_ini_file_or_in_the_invocation_di
         settings({"bedrock_baseline_file": "b.json"}).baseline_file
         == (INVOCATION / "b.json").resolve()
     )
+
+
+def test_a_tests_settings_take_its_marker_over_the_run() -> None:
+    run = Settings(regression_budget=40, regression_policy="strict", timeout=3.0, max_tokens=64)
+    gated = TestSettings.of(run, TestBounds(regression=RegressionGate(budget=10, policy="lenient")))
+    assert (gated.regression_budget, gated.regression_policy) == (10, "lenient")
+    assert (gated.timeout, gated.max_tokens, gated.concurrency) == (3.0, 64, 4)
+    plain = TestSettings.of(run, TestBounds(regression=RegressionGate()))
+    assert (plain.regression_budget, plain.regression_policy) == (40, "strict")
+    assert TestSettings.of(run, TestBounds()).regression_budget == 40
 
 
 @pytest.mark.parametrize(
