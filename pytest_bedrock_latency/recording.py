@@ -53,6 +53,7 @@ __all__ = [
     "MIN_CALLS",
     "Failure",
     "ModelFit",
+    "RecordError",
     "dump_profiles",
     "fit_model",
     "fit_profiles",
@@ -371,6 +372,10 @@ class _Refused(Exception):
     """The existing file cannot be merged into; it is left as it was."""
 
 
+class RecordError(Exception):
+    """The profile file was not written; the message is the one line to show."""
+
+
 def record_profiles(
     path: str | os.PathLike[str], fits: Sequence[ModelFit], provenance: Mapping[str, Any]
 ) -> list[str]:
@@ -378,7 +383,7 @@ def record_profiles(
 
     Returns the lines to show: what was written, and per model what was left out. The
     merged document is validated as the emulator will load it before it replaces the file;
-    a file that cannot be read or merged is left untouched and the line says why.
+    a file that cannot be read or merged is left untouched and :class:`RecordError` says why.
     """
     from .atomicio import update_text_locked
     from .emulator.profiles import ProfileError, load_profiles
@@ -403,12 +408,12 @@ def record_profiles(
     try:
         update_text_locked(path, update)
     except _Refused as error:
-        return [
+        raise RecordError(
             f"bedrock: profiles not recorded: {name} exists but {error}; fix or remove it "
             "and run again"
-        ]
+        ) from None
     except (OSError, UnicodeDecodeError) as error:
-        return [f"bedrock: profiles not recorded: cannot write {name}: {error}"]
+        raise RecordError(f"bedrock: profiles not recorded: cannot write {name}: {error}") from None
     calls = ", ".join(f"{fit.model_id} ({fit.calls} calls)" for fit in fits)
     lines = [f"bedrock: emulator profiles recorded in {name}: {calls}"]
     for fit in fits:
