@@ -143,6 +143,7 @@ class TestRun:
         self.regression: RegressionResult | None = None
         self.staged: dict[str, StoredRequest] = {}
         self.baseline_keys_used: set[str] = set()
+        self.cost_counted = False  # its own calls added to --bedrock-max-cost
 
     def add(self, record: CallRecord) -> None:
         with self._lock:
