@@ -34,6 +34,10 @@ MEASURED_OPERATIONS = frozenset(
 )
 STREAMING_OPERATIONS = frozenset({"ConverseStream", "InvokeModelWithResponseStream"})
 
+#: The header a request measured in-process carries to a loopback endpoint, so the
+#: measuring proxy (``emulator/proxy.py``) forwards it without counting the call twice.
+MEASURED_HEADER = "x-bedrock-latency-measured"
+
 
 @dataclass(frozen=True)
 class Generation:

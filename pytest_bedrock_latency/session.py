@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .handle import ModelHandle
     from .instrument import Instrumentation
     from .markers import TestBounds
+    from .measurement import CallRecord
     from .regression import CallBudget, CostBudget
     from .report import Report
     from .results import TestResult
@@ -111,8 +112,19 @@ class BedrockSession:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the embedded emulator when asked for, and open the stored baselines."""
+        self.target.on_proxy_call = self._proxy_call
         self.target.start()
         self.collector.store = open_store(self.settings)
+
+    def _proxy_call(self, record: CallRecord) -> None:
+        """A call the measuring proxy received: it belongs to the test running now."""
+        run = self.current
+        if run is None:
+            return  # between tests (a service warming up): not any test's call
+        pricing = self.instrumentation.pricing
+        if pricing is not None:
+            record.coster = pricing(self.settings.region)
+        run.add(record)
 
     def stop(self) -> None:
         if self._instrumentation is not None:
