@@ -10,8 +10,10 @@ Last, the scale row: 1,000 concurrent ConverseStream streams of the same profile
 load a boto3 client in the server's process would measure itself, so the streams come from
 two client processes (asyncio, raw HTTP/1.1, one connection per stream, all sent at once);
 the row says how many were refused or stalled, the median TTFT and ms/token the clients saw,
-and the server process's memory. Run: ``python3 benchmarks/emulator_fidelity.py`` (``--scale
-N`` for only the scale row with N streams).
+and the server process's memory; once with one token per delta, once with five. And the AWS
+SDK for JavaScript v3 on its default HTTP/2 handler, when node and ``npm install --prefix
+tests/js`` are there. Run: ``python3 benchmarks/emulator_fidelity.py`` (``--js`` for only the
+JS row, ``--scale N [TOKENS_PER_DELTA]`` for only a scale row).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ import asyncio
 import gc
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -236,6 +240,40 @@ def scale_row(streams: int, tokens_per_chunk: int = 1) -> None:
     )
 
 
+# -- the JS SDK row ---------------------------------------------------------------------------
+
+JS = Path(__file__).resolve().parent.parent / "tests" / "js"
+
+
+def js_row(repeats: int = 10) -> None:
+    """The AWS SDK for JavaScript v3 on its default handler (NodeHttp2Handler: HTTP/2, h2c)."""
+    if shutil.which("node") is None or not (JS / "node_modules" / "@aws-sdk").is_dir():
+        print("JS SDK: skipped (needs node and `npm install --prefix tests/js`)")
+        return
+    with Emulator(profiles=PROFILE) as emu:
+        done = subprocess.run(
+            ["node", str(JS / "bedrock_timing.mjs"), emu.url, MODEL, str(repeats)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=JS,
+        )
+    if done.returncode != 0:
+        print(f"JS SDK: failed: {done.stderr.strip()[-300:]}")
+        return
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    converse = [c["ms"] for c in result["converse"]]
+    ttft = [s["ttft_ms"] for s in result["streams"]]
+    tpot = [s["ms_per_token"] for s in result["streams"]]
+    expected = TTFT_MS + (TOKENS - 1) * MS_PER_TOKEN
+    print(
+        f"JS SDK v3 ({result['handler']}, HTTP/2), {repeats} calls each: Converse median "
+        f"{statistics.median(converse):.1f} ms (profile {expected:.0f}); ConverseStream TTFT "
+        f"median {statistics.median(ttft):.1f} ms (best {min(ttft):.1f}), ms/token median "
+        f"{statistics.median(tpot):.2f}"
+    )
+
+
 def main() -> int:
     # Client and server share one process here; a full GC pass would stall both.
     gc.collect()
@@ -276,6 +314,7 @@ def main() -> int:
             best = conc
         at_least = " (the largest tried)" if best == tried[-1] else ""
         print(f"Largest concurrency holding median ms/token within 5%: {best}{at_least}")
+    js_row()
     scale_row(1000)
     scale_row(1000, tokens_per_chunk=5)
     return 0
@@ -285,6 +324,8 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--scale-client"]:
         host, port, first, count, go_at = sys.argv[2:7]
         asyncio.run(_scale_client(host, int(port), int(first), int(count), float(go_at)))
+    elif sys.argv[1:2] == ["--js"]:
+        js_row()
     elif sys.argv[1:2] == ["--scale"]:
         gc.disable()
         scale_row(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 1)
