@@ -1,7 +1,8 @@
 """Checking a test's measured generations against its latency and length bounds.
 
-Pure code: the verdict of ``bedrock_latency`` and ``bedrock_length`` is a function of the
-bounds and the generations, nothing else, so it is tested without pytest or a network.
+Pure code: the verdict of ``bedrock_latency``, ``bedrock_length`` and ``--bedrock-timeout`` is a
+function of the bounds and the generations, nothing else, so it is tested without pytest or
+a network.
 """
 
 from __future__ import annotations
@@ -145,3 +146,17 @@ def check_length(bounds: LengthBounds, generations: Sequence[Generation]) -> lis
             Check("bedrock_length", f"{metric} {stat}", float(worst), float(limit), ok, line)
         )
     return checks
+
+
+def check_timeout(timeout_s: float, generations: Sequence[Generation]) -> list[Check]:
+    """``--bedrock-timeout``: one failed check when any call took longer, else none."""
+    limit = timeout_s * 1000
+    slow = [g for g in generations if g.total_ms > limit]
+    if not slow:
+        return []
+    worst = max(g.total_ms for g in slow)
+    line = (
+        f"bedrock timeout: {len(slow)} call(s) took longer than --bedrock-timeout "
+        f"{timeout_s:g}s (slowest {worst / 1000:.1f}s, model {display_model(slow[0].model_id)})"
+    )
+    return [Check("bedrock_timeout", "total ms max", worst, limit, False, line)]

@@ -1,7 +1,7 @@
 """pytest hooks and fixtures of pytest-bedrock-latency.
 
 Each hook hands off to the :class:`~.session.BedrockSession` kept in ``config.stash``;
-the logic lives there and in the pure modules it calls.
+the logic lives in the modules it coordinates.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 
 from . import settings as settings_module
 from .markers import MARKERS
-from .session import BedrockSession, CallLog
+from .run import CallLog
+from .session import BedrockSession
 
 if TYPE_CHECKING:
     from .emulator import Emulator

@@ -1,7 +1,8 @@
 """Every run-wide setting of the plugin, and the one place that resolves them.
 
 Precedence is marker > command line > environment > ini > default (like pytest-timeout).
-Markers are per test and handled by :func:`effective`; the rest is :func:`resolve`.
+The run-wide part is :func:`resolve`; a test's markers go on top in :meth:`TestSettings.of`,
+built once per test, which is all code downstream reads.
 An invalid value is a :class:`SettingsError` whose message names where the value came
 from, so the user knows which file, variable or flag to fix.
 """
@@ -12,7 +13,10 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:  # markers.py imports this module
+    from .markers import TestBounds
 
 T = TypeVar("T")
 
@@ -320,3 +324,34 @@ def resolve(
 def effective(marker_value: T | None, run_value: T) -> T:
     """A marker argument beats the run-wide setting (the top of the precedence order)."""
     return run_value if marker_value is None else marker_value
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """What one test runs with: its markers' arguments over the run-wide settings.
+
+    Built once when the test starts (as pytest-timeout resolves an item's settings once)
+    and read by everything downstream, so "marker beats run setting" lives only here.
+    """
+
+    latency_scale: float
+    timeout: float | None
+    max_tokens: int | None
+    regression_budget: int
+    regression_policy: str
+    concurrency: int
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    @classmethod
+    def of(cls, settings: Settings, bounds: TestBounds) -> TestSettings:
+        """The test's settings from the run's and the test's markers."""
+        gate = bounds.regression
+        return cls(
+            latency_scale=settings.latency_scale,
+            timeout=settings.timeout,
+            max_tokens=settings.max_tokens,
+            regression_budget=effective(gate.budget if gate else None, settings.regression_budget),
+            regression_policy=effective(gate.policy if gate else None, settings.regression_policy),
+            concurrency=settings.concurrency,
+        )

@@ -70,6 +70,12 @@ FIELDS: tuple[str, ...] = (
     "stream_error_rate",
     "outlier_rate",
     "outlier_factor",
+    "prefill_ms_per_1k_input_tokens",
+    "cache_ttl_s",
+    "cached_prefill_factor",
+    "tool_use_rate",
+    "reasoning_tokens",
+    "guardrail_intervention_rate",
     "max_output_tokens",
     "seed",
 )
@@ -90,6 +96,12 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "stream_error_rate": 0.0,
     "outlier_rate": 0.0,
     "outlier_factor": 3.0,
+    "prefill_ms_per_1k_input_tokens": 0.0,
+    "cache_ttl_s": 300.0,
+    "cached_prefill_factor": 0.3,
+    "tool_use_rate": 0.8,
+    "reasoning_tokens": 200.0,
+    "guardrail_intervention_rate": 0.0,
     "max_output_tokens": 4096,
     "seed": 0,
 }
@@ -110,6 +122,12 @@ _RULES: Mapping[str, tuple[str, str]] = {
     "stream_error_rate": ("rate", "a number between 0 and 1"),
     "outlier_rate": ("rate", "a number between 0 and 1"),
     "outlier_factor": ("pos", "a number > 0"),
+    "prefill_ms_per_1k_input_tokens": ("nonneg", "a number >= 0"),
+    "cache_ttl_s": ("pos", "a number > 0"),
+    "cached_prefill_factor": ("rate", "a number between 0 and 1"),
+    "tool_use_rate": ("rate", "a number between 0 and 1"),
+    "reasoning_tokens": ("nonneg", "a number >= 0"),
+    "guardrail_intervention_rate": ("rate", "a number between 0 and 1"),
     "max_output_tokens": ("int1", "an integer >= 1"),
     "seed": ("int", "an integer"),
 }
@@ -127,6 +145,9 @@ _BOUNDS: Mapping[str, tuple[float, float]] = {
     "optimized_speedup": (0.01, 100),
     "outlier_factor": (0.01, 1_000),
     "max_output_tokens": (1, 1_000_000),
+    "prefill_ms_per_1k_input_tokens": (0, 60_000),
+    "cache_ttl_s": (0.001, 86_400),
+    "reasoning_tokens": (0, 1_000_000),
     "seed": (-(2**63), 2**63 - 1),
 }
 
@@ -156,6 +177,12 @@ class Profile:
     stream_error_rate: float
     outlier_rate: float
     outlier_factor: float
+    prefill_ms_per_1k_input_tokens: float
+    cache_ttl_s: float
+    cached_prefill_factor: float
+    tool_use_rate: float
+    reasoning_tokens: float
+    guardrail_intervention_rate: float
     max_output_tokens: int
     seed: int
 

@@ -91,7 +91,8 @@ class _State:
         return None
 
     def resolve(self, model_id: str, depth: int = 0) -> Resolved | None:
-        """exact (overrides, then file) > longest glob > custom model's base (moto) > "*"."""
+        """exact (overrides, then file) > longest glob > the model a cross-region inference
+        profile names > custom model's base (moto) > "*"."""
         candidates = [model_id]
         fm = _FM_ARN.match(model_id)
         if fm:
@@ -118,6 +119,12 @@ class _State:
             glob = self.profiles.match_glob(cand, include_star=False)
             if glob is not None:
                 return done(glob, cand)
+        served = families.served_model_id(model_id)
+        if served != model_id and depth < 3:
+            # A cross-region inference profile (us.x, global.x, or its ARN) runs model x.
+            inner = self.resolve(served, depth + 1)
+            if inner is not None:
+                return inner
         base = custom_model_base(model_id) if depth < 3 else None
         if base is not None:
             inner = self.resolve(base, depth + 1)
