@@ -23,12 +23,17 @@ class Spend:
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    # Prompt caching: billed apart from (and not included in) input_tokens.
+    cache_read_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     def __add__(self, other: Spend) -> Spend:
         return Spend(
             self.calls + other.calls,
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
 
     @classmethod
@@ -36,7 +41,11 @@ class Spend:
         spend: dict[str, Spend] = {}
         for g in generations:
             spend[g.model_id] = spend.get(g.model_id, cls()) + cls(
-                1, g.input_tokens or 0, g.output_tokens or 0
+                1,
+                g.input_tokens or 0,
+                g.output_tokens or 0,
+                g.cache_read_input_tokens or 0,
+                g.cache_write_input_tokens or 0,
             )
         return spend
 
@@ -61,6 +70,9 @@ class TestResult:
     failed_calls: int = 0
     regression: RegressionResult | None = None
     spend: Mapping[str, Spend] = field(default_factory=dict)
+    #: Calls of the test that have no figures, each with why: abandoned streams, and
+    #: requests the emulator served that no instrumented client made.
+    unmeasured: Sequence[str] = ()
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -104,6 +116,7 @@ class TestResult:
             "failed_calls": self.failed_calls,
             "regression": self.regression.to_json() if self.regression else None,
             "spend": {m: vars(s) for m, s in self.spend.items()},
+            "unmeasured": list(self.unmeasured),
         }
 
     @classmethod
@@ -122,4 +135,5 @@ class TestResult:
             if data.get("regression")
             else None,
             spend={m: Spend(**s) for m, s in data.get("spend", {}).items()},
+            unmeasured=tuple(data.get("unmeasured", ())),
         )

@@ -45,14 +45,22 @@ if TYPE_CHECKING:
 class BedrockSession:
     """Everything the hooks need, in one object per pytest process."""
 
-    def __init__(self, settings: Settings, *, worker: bool, verbosity: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker: bool,
+        verbosity: int,
+        offline: tuple[BedrockTarget, Instrumentation] | None = None,
+    ) -> None:
         self.settings = settings
         self.worker = worker
         self.verbosity = verbosity
-        self.target = BedrockTarget(settings)
+        self.target = offline[0] if offline else BedrockTarget(settings)
+        self.target.settings = settings
         self.collector = ResultCollector(settings)
         self.current: TestRun | None = None
-        self._instrumentation: Instrumentation | None = None
+        self._instrumentation: Instrumentation | None = offline[1] if offline else None
         self._call_budget: CallBudget | None = None
         self._bases: BaseModels | None = None
         self._lock = threading.Lock()
@@ -90,11 +98,20 @@ class BedrockSession:
     def start(self) -> None:
         """Start the embedded emulator when asked for, and open the stored baselines."""
         self.target.start()
+        if self.target.emulator is not None and self.settings.emulator:
+            self.go_offline(self.target, self.instrumentation)
         self.collector.store = open_store(self.settings)
+
+    @staticmethod
+    def go_offline(target: BedrockTarget, instrumentation: Instrumentation) -> None:
+        """Every Bedrock request of the process to the emulator, whatever its client says."""
+        assert target.emulator is not None
+        instrumentation.redirect(target.emulator.url, target.redirected.append)
 
     def stop(self) -> None:
         if self._instrumentation is not None:
             self._instrumentation.sink = None
+            self._instrumentation.stop_redirect()
         self.target.stop()
 
     def emulator_for_fixture(self) -> Emulator:
@@ -126,6 +143,7 @@ class BedrockSession:
         settings = item.stash[TEST_SETTINGS_KEY] = TestSettings.of(self.settings, bounds)
         run = TestRun(item, bounds, settings, on_call=self.call_budget.spend)
         self.current = run
+        run.watch(self.target.emulator)
         self.instrumentation.sink = run.add
         self.instrumentation.install()
         if bounds.any:
@@ -225,4 +243,5 @@ class BedrockSession:
         """Write the files of the session; returns messages for the terminal."""
         if self.worker:
             return []
-        return self.collector.finish(config, self.target.target, interrupted=interrupted)
+        messages = self.collector.finish(config, self.target.target, interrupted=interrupted)
+        return messages + [f"bedrock: {note}" for note in self.target.redirected]

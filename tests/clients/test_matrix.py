@@ -30,6 +30,8 @@ answer_tokens_spread = 0.0
 [models."*"]
 """
 
+TIMING_MISS = "the emulator's"  # the inner suite's message for a figure off by more than 3 %
+
 ROWS = [
     "test_boto3_converse_stream",
     "test_boto3_converse",
@@ -77,21 +79,32 @@ def test_every_client_is_measured_and_right(
     monkeypatch.setenv("MATRIX_FIGURES", str(figures))
     # litellm fetches a price list from the internet at import unless told not to.
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    result = pytester.runpytest_subprocess(
-        "rows.py",
-        "-p",
-        "no:cacheprovider",
-        "-rs",
-        "--bedrock-emulator",
-        "--bedrock-emulator-profiles",
-        "profiles.toml",
-        "--junitxml",
-        "junit.xml",
-    )
-    outcomes = _outcomes(pytester.path / "junit.xml")
+
+    def run(*rows: str) -> tuple[pytest.RunResult, dict[str, tuple[str, str]]]:
+        figures.unlink(missing_ok=True)
+        result = pytester.runpytest_subprocess(
+            *(rows or ("rows.py",)),
+            "-p",
+            "no:cacheprovider",
+            "--bedrock-emulator",
+            "--bedrock-emulator-profiles",
+            "profiles.toml",
+            "--junitxml",
+            "junit.xml",
+        )
+        return result, _outcomes(pytester.path / "junit.xml")
+
+    result, outcomes = run()
     measured = _figures(figures)
-    print("\n".join(_line(row) for row in measured.values()))
     assert set(outcomes) == set(ROWS), result.stdout.str()
+    # A figure off by more than 3 % on a machine whose cores are busy with other work is
+    # timed again, once, on its own: the count of calls is never given a second chance.
+    slow = [row for row, (outcome, why) in outcomes.items() if TIMING_MISS in why]
+    if slow:
+        _, again = run(*(f"rows.py::{row}" for row in slow))
+        outcomes.update(again)
+        measured.update(_figures(figures))
+    print("\n".join(_line(row) for row in measured.values()))
     failed = {row: why for row, (outcome, why) in outcomes.items() if outcome == "failed"}
     assert not failed, "\n".join(f"{row}: {why}" for row, why in failed.items())
     for row, (outcome, why) in outcomes.items():

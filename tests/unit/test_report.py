@@ -203,7 +203,15 @@ def test_json_document_keys_and_environment() -> None:
     )
     assert env["models"] == [ARN]
     assert (env["latency_scale"], env["includes_text"]) == (1.5, False)
-    assert doc["spend"] == {ARN: {"calls": 2, "input_tokens": 24, "output_tokens": 100}}
+    assert doc["spend"] == {
+        ARN: {
+            "calls": 2,
+            "input_tokens": 24,
+            "output_tokens": 100,
+            "cache_read_input_tokens": 0,
+            "cache_write_input_tokens": 0,
+        }
+    }
     (test,) = doc["tests"]
     assert test["nodeid"] == "tests/test_a.py::test_fast"
     assert test["bounds"] == {"bedrock_latency": {"max_ms_per_token": 32}}
