@@ -8,7 +8,7 @@ end of the session, builds the report once and writes every file from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +96,23 @@ class ResultCollector:
             endpoint_kind=target.kind if target else "none",
             region=target.region if target else None,
         )
+
+    def summarize(
+        self,
+        reporter: pytest.TerminalReporter,
+        target: Target | None,
+        *,
+        verbosity: int,
+        messages: Sequence[str],
+    ) -> None:
+        """The terminal's "bedrock latency" section, then the session's messages."""
+        lines = self.report(target).terminal_lines(verbosity) if self.results else []
+        if lines:
+            reporter.section("bedrock latency")
+            for line in lines:
+                reporter.line(line)
+        for message in messages:
+            reporter.line(message)
 
     def _plot(self, directory: Path) -> list[str]:
         from .plot import PlotUnavailable, plot_gates

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from .formats import Answer, NativeStream, Seen, converse_event, converse_response, native_body
@@ -47,6 +47,11 @@ class Generation:
     ``cache_write_input_tokens`` are prompt-caching usage (``None`` when Bedrock sends
     none); ``input_tokens`` excludes them, as Bedrock counts it. ``cost_usd`` is what the
     call cost at the run's prices (``None`` when the model has no price).
+
+    Its repr shows the answer's length, not the answer (``text=<118 chars>``), so a
+    failing ``assert answer.output_tokens < 3`` does not print the answer into the
+    terminal and JUnit XML; with ``--bedrock-report-text`` the plugin's generations have
+    ``text_in_repr`` set and show it.
     """
 
     model_id: str
@@ -68,10 +73,25 @@ class Generation:
     cache_read_input_tokens: int | None = None
     cache_write_input_tokens: int | None = None
     cost_usd: float | None = None
+    # Keyword-only, so fields added later never have to come before it.
+    text_in_repr: bool = field(default=False, kw_only=True, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "text" and not self.text_in_repr:
+                parts.append(f"text=<{len(value)} chars>")
+            else:
+                parts.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def to_json(self, *, include_text: bool) -> dict[str, Any]:
         """A JSON-ready dict; the answer text only when ``include_text`` (privacy)."""
         data = asdict(self)
+        del data["text_in_repr"]
         if not include_text:
             del data["text"]
         return data
@@ -79,9 +99,9 @@ class Generation:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Generation:
         """Rebuild a generation sent as :meth:`to_json` (e.g. from an xdist worker)."""
-        fields = dict(data)
-        fields.setdefault("text", "")
-        return cls(**fields)
+        values = dict(data)
+        values.setdefault("text", "")
+        return cls(**values)
 
 
 def display_model(model_id: str) -> str:
@@ -326,16 +346,16 @@ class CallRecord:
     def streaming(self) -> bool:
         return self.operation in STREAMING_OPERATIONS
 
-    def generation(self) -> Generation:
+    def generation(self, *, text_in_repr: bool = False) -> Generation:
         """The figures of this call, with its cost; meaningful once :attr:`complete`."""
-        generation = self._figures()
+        generation = self._figures(text_in_repr)
         return (
             generation
             if self.coster is None
             else replace(generation, cost_usd=self.coster(generation))
         )
 
-    def _figures(self) -> Generation:
+    def _figures(self, text_in_repr: bool) -> Generation:
         with self._lock:
             end = self.last_event_at if self.last_event_at is not None else self.sent_at
             total = (end - self.sent_at) * 1000.0
@@ -365,6 +385,7 @@ class CallRecord:
                 started_at=self.started_at,
                 cache_read_input_tokens=answer.cache_read_input_tokens,
                 cache_write_input_tokens=answer.cache_write_input_tokens,
+                text_in_repr=text_in_repr,
             )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .markers import MarkerError, TestBounds, parse_markers
+from .markers import MarkerError, TestBounds, marker_levels, parse_markers
 from .measurement import CallRecord, Generation
 from .settings import TestSettings
 from .unmeasured import WIRING_HINT, Unmeasured, unmeasured
@@ -72,7 +72,7 @@ def validate_items(
     wanted = False
     for item in items:
         try:
-            bounds = parse_markers(item.nodeid, item.iter_markers())
+            bounds = parse_markers(item.nodeid, marker_levels(item))
         except MarkerError as error:
             errors[item] = str(error)
             continue
@@ -101,11 +101,12 @@ def fail_invalid_marker(item: pytest.Item) -> None:
 class CallLog(Sequence[Generation]):
     """``bedrock_calls``: the test's completed calls so far, as Generations (live view)."""
 
-    def __init__(self, run: TestRun) -> None:
+    def __init__(self, run: TestRun, *, text_in_repr: bool = False) -> None:
         self._run = run
+        self._text_in_repr = text_in_repr
 
     def _items(self) -> list[Generation]:
-        return self._run.generations()
+        return self._run.generations(text_in_repr=self._text_in_repr)
 
     def __getitem__(self, index: Any) -> Any:
         return self._items()[index]
@@ -177,8 +178,8 @@ class TestRun:
         with self._lock:
             return list(self.records)
 
-    def generations(self) -> list[Generation]:
-        return [r.generation() for r in self.snapshot() if r.complete]
+    def generations(self, *, text_in_repr: bool = False) -> list[Generation]:
+        return [r.generation(text_in_repr=text_in_repr) for r in self.snapshot() if r.complete]
 
     def check(self) -> list[str]:
         """Check the latency, length and timeout bounds; the lines of those violated.

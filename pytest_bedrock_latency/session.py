@@ -10,7 +10,7 @@ regression gate (:func:`~.regression.run_gate`) and, in the process that prints,
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import pytest
@@ -238,6 +238,13 @@ class BedrockSession:
 
     def report(self) -> Report:
         return self.collector.report(self.target.target)
+
+    def summarize(
+        self, reporter: pytest.TerminalReporter, verbosity: int, messages: Sequence[str]
+    ) -> None:
+        """Print the summary table and the session's messages at the end of the run."""
+        target = self.target.target
+        self.collector.summarize(reporter, target, verbosity=verbosity, messages=messages)
 
     def finish(self, config: pytest.Config, *, interrupted: bool) -> list[str]:
         """Write the files of the session; returns messages for the terminal."""

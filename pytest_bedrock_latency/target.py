@@ -193,6 +193,7 @@ class BedrockTarget:
             max_tokens=max_tokens,
             failures=self._failures,
             publish=publish,
+            text_in_repr=self.settings.report_text,
         )
 
     def runtime_client(self) -> Any:

@@ -3,7 +3,8 @@
 Design notes:
 
 * stdlib ``ThreadingHTTPServer`` with an HTTP/1.1 handler (keep-alive; Nagle off, because a
-  delayed ACK would add ~40 ms to small frames). How answers are written is in ``wire.py``,
+  delayed ACK would add ~40 ms to small frames). A connection that opens with the HTTP/2
+  preface (h2c with prior knowledge, the JS SDK's default) is served by ``h2c.py``. How answers are written is in ``wire.py``,
   the runtime operations in ``runtime.py``, the moto bridge in ``control_plane.py``.
 * The raw request path is split on ``/`` before unquoting, because model ids are ARNs
   whose ``/`` arrive as ``%2F``.
@@ -34,7 +35,7 @@ from .eventstream import exception_frame
 from .profiles import Profile, ProfileSet, ProfileSource, load_profiles
 from .records import EmulatorFault, RequestRecord
 from .runtime import OPERATIONS, Resolved, serve_runtime
-from .wire import ClientGone, Http1Responder, Responder
+from .wire import PREFACE_LINE, ClientGone, Http1Responder, Responder
 
 __all__ = [
     "ERROR_MESSAGES",
@@ -297,15 +298,51 @@ class _Handler(BaseHTTPRequestHandler):
                 server_address=(str(self.server.server_address[0]), self.server.server_port),
                 client_host=str(self.client_address[0]),
             )
-            try:
-                self.server.emulator._serve(out, request, t0, received_at)
-            except (ClientGone, OSError):
-                raise
-            except Exception as exc:
-                self.close_connection = out.started
-                self.server.emulator._fault(exc, self.command, self.path, out)
+            if not self.server.emulator._handle(out, request, t0, received_at):
+                self.close_connection = self.close_connection or out.started
         except (ClientGone, OSError):
             self.close_connection = True
+
+    def handle_one_request(self) -> None:
+        # http.server's own loop, plus one branch: an HTTP/2 preface hands the connection over.
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(414, "request line too long")
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if self.raw_requestline == PREFACE_LINE:
+                self.close_connection = True
+                self._serve_h2()
+                return
+            if not self.parse_request():
+                return
+            method = getattr(self, "do_" + self.command, None)
+            if method is None:
+                self.send_error(501, f"unsupported method {self.command!r}")
+                return
+            method()
+            self.wfile.flush()
+        except TimeoutError:
+            self.close_connection = True  # idle, or a request that stopped half-way
+
+    def _serve_h2(self) -> None:
+        # Imported here: only HTTP/2 clients (the JS SDK) pay for loading h2.
+        from .h2c import serve_h2_connection
+
+        emulator = self.server.emulator
+        serve_h2_connection(
+            self.connection,
+            self.rfile,
+            emulator._handle,
+            server_address=(str(self.server.server_address[0]), self.server.server_port),
+            client_host=str(self.client_address[0]),
+            idle_timeout=self.server.idle_timeout,
+            max_body=MAX_BODY_BYTES,
+        )
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
@@ -534,6 +571,17 @@ class Emulator:
         return resolved.profile if resolved else None
 
     # -- dispatch ---------------------------------------------------------------------------
+
+    def _handle(self, out: Responder, request: HttpRequest, t0: float, received_at: float) -> bool:
+        """Serve one request; a fault is kept and answered. False if the emulator faulted."""
+        try:
+            self._serve(out, request, t0, received_at)
+        except (ClientGone, OSError):
+            raise
+        except Exception as exc:
+            self._fault(exc, request.method, request.target, out)
+            return False
+        return True
 
     def _serve(self, out: Responder, request: HttpRequest, t0: float, received_at: float) -> None:
         """Route one request: a runtime operation, else the control plane."""

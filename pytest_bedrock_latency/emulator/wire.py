@@ -1,7 +1,8 @@
 """Sending answers: JSON bodies, Bedrock's error shape, and paced event streams.
 
 A :class:`Responder` is the one way the runtime and the control plane answer a request. It
-hides the HTTP version: :class:`Http1Responder` writes through an ``http.server`` handler
+hides the HTTP version (``h2c.H2Responder`` is the HTTP/2 one): :class:`Http1Responder` writes
+through an ``http.server`` handler
 (streams as ``Transfer-Encoding: chunked``, one event frame per chunk, because urllib3 yields
 data per chunk and a Content-Length or close-delimited body would hide the pacing).
 """
@@ -17,7 +18,17 @@ from typing import Any
 from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
 from .eventstream import LAST_CHUNK, exception_frame, http_chunk
 
-__all__ = ["ClientGone", "Http1Responder", "Responder", "pad", "stream_exception"]
+__all__ = [
+    "PREFACE_LINE",
+    "ClientGone",
+    "Http1Responder",
+    "Responder",
+    "pad",
+    "stream_exception",
+]
+
+#: The first line of the HTTP/2 connection preface, as an HTTP/1.1 reader sees it.
+PREFACE_LINE = b"PRI * HTTP/2.0\r\n"
 
 _PAD_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 

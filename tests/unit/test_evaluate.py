@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bedrock_latency.evaluate import Check, check_latency, check_length
+from pytest_bedrock_latency.evaluate import Check, check_latency, check_length, check_timeout
 from pytest_bedrock_latency.markers import LatencyBounds, LengthBounds
 from pytest_bedrock_latency.measurement import Generation, display_model
 
@@ -255,3 +255,19 @@ def test_check_json() -> None:
 )
 def test_display_model(model_id: str, shown: str) -> None:
     assert display_model(model_id) == shown
+
+
+def test_timeout_fails_once_naming_the_slowest_call() -> None:
+    calls = [gen(total_ms=900.0), gen(total_ms=2500.0), gen(total_ms=1200.0)]
+    assert check_timeout(3.0, calls) == []
+    (check,) = check_timeout(1.0, calls)
+    assert (check.marker, check.observed, check.limit, check.ok) == (
+        "bedrock_timeout",
+        2500.0,
+        1000.0,
+        False,
+    )
+    assert check.line == (
+        "bedrock timeout: 2 call(s) took longer than --bedrock-timeout 1s "
+        f"(slowest 2.5s, model {display_model(ARN)})"
+    )
