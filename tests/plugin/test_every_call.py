@@ -9,9 +9,12 @@ see, non-streaming calls under latency bounds.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from conftest import MODEL, PROFILES_TOML, BedrockPytester
+if TYPE_CHECKING:
+    from conftest import BedrockPytester
 
+MODEL = "amazon.nova-lite-v1:0"  # 20 tokens, TTFT about 20 ms, about 1 ms per token
 CLAUDE = "anthropic.claude-3-haiku-20240307-v1:0"
 
 CLIENT = """
@@ -200,7 +203,16 @@ def test_the_ini_setting_is_offline_before_conftest_import_too(
 
 
 # -- 4. transparent stream wrappers; cancelling is not a Bedrock error ----------------------------
-SLOW_PROFILES = PROFILES_TOML + '\n[models."slow.model"]\nfamily = "nova"\nttft_ms = 20000\n'
+SLOW_PROFILES = """\
+[defaults]
+jitter = 0.0
+prompt_spread = 0.0
+answer_tokens_spread = 0.0
+
+[models."slow.model"]
+family = "nova"
+ttft_ms = 20000
+"""
 
 
 def test_the_stream_is_what_botocore_returns_and_cancelling_is_fast(

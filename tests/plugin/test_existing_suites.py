@@ -324,9 +324,10 @@ def test_clients_created_before_the_plugin_is_configured_are_measured(
     result.assert_outcomes(passed=3)
     # The early client made three calls (one per test), the marked test two more with clients
     # made then; only the marked test's calls were measured.
-    assert sorted(early_requests) == [(CONCISE, "Converse", 200)] + [
-        (CONCISE, "ConverseStream", 200)
-    ] * 4
+    assert (
+        sorted(early_requests)
+        == [(CONCISE, "Converse", 200)] + [(CONCISE, "ConverseStream", 200)] * 4
+    )
     tests = report_tests(load_report(pytester.path / "report.json"))
     assert list(tests) == ["test_marked"]
     assert [c["operation"] for c in tests["test_marked"]["calls"]] == [
