@@ -98,9 +98,11 @@ def test_every_client_is_measured_and_right(
     measured = _figures(figures)
     assert set(outcomes) == set(ROWS), result.stdout.str()
     # A figure off by more than 3 % on a machine whose cores are busy with other work is
-    # timed again, once, on its own: the count of calls is never given a second chance.
-    slow = [row for row, (outcome, why) in outcomes.items() if TIMING_MISS in why]
-    if slow:
+    # timed again on its own (twice at most): the count of calls gets no second chance.
+    for _ in range(2):
+        slow = [row for row, (outcome, why) in outcomes.items() if TIMING_MISS in why]
+        if not slow:
+            break
         _, again = run(*(f"rows.py::{row}" for row in slow))
         outcomes.update(again)
         measured.update(_figures(figures))
