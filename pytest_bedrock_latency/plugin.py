@@ -137,6 +137,8 @@ class MeasuredTestHooks:
         self, item: pytest.Item
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if report.when == "call":
+            self.bedrock.surface_faults(item, report)
         self.bedrock.payload(item, report)
         return report
 

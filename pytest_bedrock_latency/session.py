@@ -60,6 +60,7 @@ class BedrockSession:
         self.target.settings = settings
         self.collector = ResultCollector(settings)
         self.current: TestRun | None = None
+        self._fault_mark = 0  # emulator faults already reported when the running test began
         self._instrumentation: Instrumentation | None = offline[1] if offline else None
         self._call_budget: CallBudget | None = None
         self._bases: BaseModels | None = None
@@ -143,7 +144,9 @@ class BedrockSession:
         settings = item.stash[TEST_SETTINGS_KEY] = TestSettings.of(self.settings, bounds)
         run = TestRun(item, bounds, settings, on_call=self.call_budget.spend)
         self.current = run
-        run.watch(self.target.emulator)
+        emulator = self.target.emulator
+        self._fault_mark = len(emulator.errors) if emulator is not None else 0
+        run.watch(emulator)
         self.instrumentation.sink = run.add
         self.instrumentation.install()
         if bounds.any:
@@ -178,6 +181,30 @@ class BedrockSession:
 
     def runtime_client(self) -> object:
         return self.target.runtime_client()
+
+    def surface_faults(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Fail the call phase of the test during which the emulator faulted (a bug there).
+
+        The tracebacks go to a report section, as pytest-httpserver re-raises its handler
+        errors in the test: the client only saw a 501 (or a broken stream).
+        """
+        emulator = self.target.emulator
+        if emulator is None or self.run_for(item) is None:
+            return
+        faults = emulator.errors[self._fault_mark :]
+        if not faults:
+            return
+        self._fault_mark += len(faults)
+        report.sections.append(
+            ("bedrock emulator faults", "\n\n".join(str(fault) for fault in faults))
+        )
+        if report.passed or report.skipped:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"the Bedrock emulator faulted {len(faults)} time(s) during this test (a bug in "
+                f"the emulator, not in the test): {faults[0].error}; tracebacks in the "
+                "'bedrock emulator faults' section"
+            )
 
     # -- after the test body: the verdicts -----------------------------------------------
     def check(self, item: pytest.Item) -> None:

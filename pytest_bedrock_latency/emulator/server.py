@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import families
+from .catalogue import Catalogue
 from .control_plane import ControlPlane, HttpRequest, custom_model_base
 from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
 from .eventstream import exception_frame
@@ -61,6 +62,7 @@ class _State:
 
     def __init__(self, profiles: ProfileSet) -> None:
         self.profiles = profiles
+        self.catalogue = Catalogue(profiles)
         self.lock = threading.Lock()
         self.records: list[RequestRecord] = []
         self.faults: list[EmulatorFault] = []
@@ -92,8 +94,9 @@ class _State:
         return None
 
     def resolve(self, model_id: str, depth: int = 0) -> Resolved | None:
-        """exact (overrides, then file) > longest glob > the model a cross-region inference
-        profile names > custom model's base (moto) > "*"."""
+        """exact (overrides, then file) > longest glob > the model an application inference
+        profile runs > the model a cross-region inference profile names > custom model's base
+        (moto) > "*"."""
         candidates = [model_id]
         fm = _FM_ARN.match(model_id)
         if fm:
@@ -120,6 +123,12 @@ class _State:
             glob = self.profiles.match_glob(cand, include_star=False)
             if glob is not None:
                 return done(glob, cand)
+        app_model = self.catalogue.application_profile_model(model_id)
+        if app_model is not None and depth < 3:
+            # An application inference profile runs the model it was created from.
+            inner = self.resolve(app_model, depth + 1)
+            if inner is not None:
+                return inner
         served = families.served_model_id(model_id)
         if served != model_id and depth < 3:
             # A cross-region inference profile (us.x, global.x, or its ARN) runs model x.
@@ -397,6 +406,7 @@ class Emulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._control_plane = ControlPlane()
+        self._state.catalogue.install(self._control_plane)
 
     # -- lifecycle --------------------------------------------------------------------------
 
