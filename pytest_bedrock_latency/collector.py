@@ -20,6 +20,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .baseline_store import BaselineStore
     from .clients import Target
+    from .prices import PriceTable
     from .report import Report
     from .results import TestResult
     from .run import TestRun
@@ -65,8 +66,9 @@ def open_store(settings: Settings) -> BaselineStore | None:
 class ResultCollector:
     """The results of the session (in the process that prints) and the files made of them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, prices: PriceTable | None = None) -> None:
         self.settings = settings
+        self.prices = prices
         self.results: dict[str, TestResult] = {}
         self.store: BaselineStore | None = None
 
@@ -95,6 +97,8 @@ class ResultCollector:
             settings=self.settings,
             endpoint_kind=target.kind if target else "none",
             region=target.region if target else None,
+            prices_source=self.prices.source if self.prices else None,
+            prices_as_of=self.prices.as_of if self.prices else None,
         )
 
     def summarize(

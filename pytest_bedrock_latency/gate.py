@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .measurement import display_model
+from .prices import format_usd
 from .stats import Decision, Decomposition, SequentialRule, decompose, pairs_needed, percentile
 
 
@@ -168,6 +169,9 @@ class RegressionResult:
     call_budget_exhausted: bool = False
     errors: tuple[str, ...] = ()
     decomposition: Decomposition | None = None
+    cost_usd: float | None = None  # the gate's own calls (warm-up included); None: no price
+    unpriced_calls: int = 0  # gate calls left out of cost_usd (no price for their model)
+    cost_budget_exhausted: bool = False
 
     @property
     def failing(self) -> list[MetricVerdict]:
@@ -229,14 +233,24 @@ class RegressionResult:
         extra = []
         if self.call_budget_exhausted:
             extra.append("marginal: call budget exhausted (--bedrock-max-calls)")
+        if self.cost_budget_exhausted:
+            extra.append("marginal: cost budget exhausted (--bedrock-max-cost)")
         if self.dropped_pairs:
             extra.append(f"{self.dropped_pairs} pair(s) dropped after a failed request")
         extra.append(
             f"{len(self.pairs)} pairs + {self.warmup_pairs} warm-up, base from {self.base_source}"
         )
         lines.append("  " + "; ".join(extra))
+        lines.append("  " + self.cost_line())
         lines.extend(f"  dropped: {e}" for e in self.errors[:3])
         return lines
+
+    def cost_line(self) -> str:
+        """What the gate's own calls cost, e.g. ``gate cost $0.0042`` or ``gate cost: no price``."""
+        if self.cost_usd is None:
+            return "gate cost: no price (give one with --bedrock-prices)"
+        unpriced = f" + {self.unpriced_calls} call(s) with no price" if self.unpriced_calls else ""
+        return f"gate cost {format_usd(self.cost_usd)}{unpriced}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,6 +34,7 @@ from .gate import (
 )
 from .markers import RegressionGate
 from .measurement import CallRecord, Generation, display_model
+from .results import Spend, total_cost, unpriced_calls
 from .stats import Decision, SequentialRule
 
 if TYPE_CHECKING:
@@ -69,13 +70,72 @@ class CallBudget:
             return True
 
 
+class CostBudget:
+    """``--bedrock-max-cost``: US dollars the whole session may spend (thread-safe).
+
+    A call's cost is known only once it has answered, so the gate reserves each pair's
+    expected cost before drawing it (:meth:`take`) and settles the actual cost afterwards
+    (:meth:`settle`); pairs in flight at once cannot overrun the cap together. Calls the
+    application makes are counted (:meth:`spend`), never refused.
+    """
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self._spent = 0.0
+        self._reserved = 0.0
+        self._passed = False
+        self._lock = threading.Lock()
+
+    @property
+    def spent(self) -> float:
+        return self._spent
+
+    @property
+    def _ceiling(self) -> float:
+        # Sums of float prices drift by ulps; $1.00 of $0.01 pairs must fit in $1.00.
+        assert self.limit is not None
+        return self.limit * (1 + 1e-9)
+
+    def spend(self, usd: float) -> None:
+        """Count dollars spent outside the gate (never refused)."""
+        with self._lock:
+            self._spent += usd
+
+    def take(self, estimate: float) -> bool:
+        """Reserve ``estimate`` dollars; False (nothing reserved) when they would pass the cap."""
+        with self._lock:
+            if self.limit is not None and self._spent + self._reserved + estimate > self._ceiling:
+                return False
+            self._reserved += estimate
+            return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        """Replace a reservation by what the calls cost."""
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - estimate)
+            self._spent += actual
+
+    def passed_once(self) -> bool:
+        """True the first time it is asked after the spend has passed the cap (to say so once)."""
+        with self._lock:
+            if self.limit is None or self._passed or self._spent <= self._ceiling:
+                return False
+            self._passed = True
+            return True
+
+
 @dataclass(frozen=True)
 class Request:
-    """A distinct request the test made to the candidate, ready to replay."""
+    """A distinct request the test made to the candidate, ready to replay.
+
+    ``seen`` is the test's own answer to it: its token counts estimate what a pair costs
+    before the gate has drawn one (``--bedrock-max-cost``).
+    """
 
     key: str
     operation: str
     params: Mapping[str, Any]
+    seen: Generation | None = None
 
 
 def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Request]:
@@ -85,7 +145,8 @@ def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Req
         if record.model_id != candidate or not record.complete:
             continue
         key = request_key(record.operation, record.request)
-        seen.setdefault(key, Request(key, record.operation, record.request))
+        if key not in seen:
+            seen[key] = Request(key, record.operation, record.request, record.generation())
     return list(seen.values())
 
 
@@ -112,6 +173,8 @@ def _stored_sample(stored: StoredSample) -> Sample:
 
 
 Progress = Callable[[int, int], None]
+Reprice = Callable[[Generation, str], "float | None"]
+"""What a call with this generation's token counts would cost on another model (or None)."""
 Replay = Callable[["ModelHandle", Request], Generation]
 
 
@@ -188,6 +251,8 @@ class GateRun:
         candidate: ModelHandle,
         base: BaseSide,
         calls: CallBudget | None = None,
+        cost: CostBudget | None = None,
+        reprice: Reprice | None = None,
         progress: Progress | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -198,6 +263,8 @@ class GateRun:
         self.candidate = candidate
         self.base = base
         self.calls = calls or CallBudget(None)
+        self.cost = cost or CostBudget(None)
+        self.reprice = reprice
         self.progress = progress
         self.rng = rng or random.Random()
         self.rules = {
@@ -206,22 +273,56 @@ class GateRun:
         }
         self.generations: list[Generation] = []  # every gate call, warm-up included (spend)
         self._lock = threading.Lock()
+        self.cost_exhausted = False
+        self._dearest: dict[tuple[str, str], float] = {}  # (request, model) -> most a call cost
+
+    # -- what a pair costs ---------------------------------------------------------------------
+    def _call_estimate(self, request: Request, model_id: str) -> float:
+        """The dearest call of this request to this model so far, else the test's own call
+        priced for the model; 0 when the model has no price (the cap cannot limit it)."""
+        with self._lock:
+            dearest = self._dearest.get((request.key, model_id))
+        if dearest is not None:
+            return dearest
+        if request.seen is None:
+            return 0.0
+        if model_id == request.seen.model_id and request.seen.cost_usd is not None:
+            return request.seen.cost_usd
+        estimate = self.reprice(request.seen, model_id) if self.reprice is not None else None
+        return estimate or 0.0
+
+    def _pair_estimate(self, request: Request) -> float:
+        models = [self.candidate.model_id] + ([] if self.base.stored else [self.base.model_id])
+        return sum(self._call_estimate(request, model) for model in models)
 
     # -- one pair ----------------------------------------------------------------------------
     def _call(self, handle: ModelHandle, request: Request) -> Generation:
         generation = handle.replay(request.operation, request.params)
         with self._lock:
             self.generations.append(generation)
+            if generation.cost_usd is not None:
+                key = (request.key, generation.model_id)
+                self._dearest[key] = max(self._dearest.get(key, 0.0), generation.cost_usd)
         return generation
 
-    def _pair(self, index: int, requests: Sequence[Request], candidate_first: bool) -> Pair:
+    def _pair(
+        self, index: int, requests: Sequence[Request], candidate_first: bool, spent: list[float]
+    ) -> Pair:
+        """Pair ``index``; ``spent`` collects what its calls cost, even if one then fails."""
         request = requests[index % len(requests)]
+
+        def replay(handle: ModelHandle, request: Request) -> Generation:
+            generation = self._call(handle, request)
+            if generation.cost_usd is not None:
+                spent.append(generation.cost_usd)
+            return generation
+
         if candidate_first:
-            cand = _sample(self._call(self.candidate, request))
-            base = self.base.sample(index, request, self._call)
+            cand = _sample(replay(self.candidate, request))
+            base = self.base.sample(index, request, replay)
         else:
-            base = self.base.sample(index, request, self._call)
-            cand = _sample(self._call(self.candidate, request))
+            base = self.base.sample(index, request, replay)
+            cand = _sample(replay(self.candidate, request))
         return Pair(request.key, self.base.order(candidate_first), cand, base)
 
     def _draw(
@@ -232,17 +333,26 @@ class GateRun:
         jobs = []
         exhausted = False
         for index in range(start, start + count):
+            estimate = self._pair_estimate(requests[index % len(requests)])
+            if not self.cost.take(estimate):
+                self.cost_exhausted = exhausted = True
+                break
             if not self.calls.take(per_pair):
+                self.cost.settle(estimate, 0.0)
                 exhausted = True
                 break
-            jobs.append(pool.submit(self._pair, index, requests, self.rng.random() < 0.5))
+            spent: list[float] = []
+            job = pool.submit(self._pair, index, requests, self.rng.random() < 0.5, spent)
+            jobs.append((estimate, spent, job))
         pairs: list[Pair] = []
         errors: list[str] = []
-        for job in jobs:
+        for estimate, spent, job in jobs:
             try:
                 pairs.append(job.result())
             except BedrockCallError as error:
                 errors.append(str(error).splitlines()[0])
+            finally:
+                self.cost.settle(estimate, sum(spent))
         return pairs, errors, exhausted
 
     # -- the gate ----------------------------------------------------------------------------
@@ -281,7 +391,11 @@ class GateRun:
                 self._decide(series, decisions)
                 if len(decisions) == len(METRICS) or exhausted or len(pairs) < look:
                     break
-        reason = "call budget exhausted" if exhausted else "budget reached"
+        if self.cost_exhausted:
+            reason = "cost budget exhausted"
+        else:
+            reason = "call budget exhausted" if exhausted else "budget reached"
+        spend = Spend.of(self.generations)
         verdicts = self._verdicts(series, decisions, reason)
         return RegressionResult(
             candidate=self.candidate.model_id,
@@ -294,9 +408,12 @@ class GateRun:
             pairs=tuple(pairs),
             dropped_pairs=len([e for e in errors if not e.startswith("warm-up")]),
             warmup_pairs=warmup,
-            call_budget_exhausted=exhausted,
+            call_budget_exhausted=exhausted and not self.cost_exhausted,
             errors=tuple(errors),
             decomposition=end_to_end_split(series),
+            cost_usd=total_cost(spend),
+            unpriced_calls=unpriced_calls(spend),
+            cost_budget_exhausted=self.cost_exhausted,
         )
 
     def _decide(self, series: PairSeries, decisions: dict[str, Decision]) -> None:
@@ -403,6 +520,8 @@ def run_gate(
     calls: CallBudget,
     keys_used: set[str],
     region: str | None,
+    cost: CostBudget | None = None,
+    reprice: Reprice | None = None,
     progress: Progress | None = None,
 ) -> GateOutcome:
     """Run one test's ``bedrock_regression`` gate on the requests it made.
@@ -466,6 +585,8 @@ def run_gate(
         candidate=handle(candidate),
         base=base,
         calls=calls,
+        cost=cost,
+        reprice=reprice,
         progress=progress,
     )
     result = runner.run(requests)
@@ -475,6 +596,13 @@ def run_gate(
         runner.generations,
         warnings=list(result.warnings()),
     )
+    if cost is not None and cost.limit is not None:
+        unpriced = sorted({g.model_id for g in runner.generations if g.cost_usd is None})
+        outcome.warnings.extend(
+            f"bedrock_regression: --bedrock-max-cost cannot limit the calls to "
+            f"{display_model(model)}: it has no price (give one with --bedrock-prices)"
+            for model in unpriced
+        )
     if update_baseline and not base.stored:
         for request in requests:
             entry = stored_entry(

@@ -145,6 +145,7 @@ class TestRun:
         self.regression: RegressionResult | None = None
         self.staged: dict[str, StoredRequest] = {}
         self.baseline_keys_used: set[str] = set()
+        self.cost_counted = False  # its own calls added to --bedrock-max-cost
         self._emulator: Emulator | None = None
         self._served_before = 0
 

@@ -99,6 +99,17 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _usd(raw: str) -> float:
+    text = raw.strip().removeprefix("$").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be an amount of US dollars such as 2.50, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be an amount of US dollars greater than 0, got {raw}")
+    return value
+
+
 def _at_most(parse: Callable[[str], N], limit: float, unit: str = "") -> Callable[[str], N]:
     """``parse``, then refuse values above ``limit`` (the message says the limit)."""
 
@@ -280,6 +291,20 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
     ),
     Option(
+        "prices",
+        'TOML price table over the shipped one: [models."MODEL_ID"] input_per_1k, output_per_1k, ... '
+        "in USD (ini: relative to the ini file)",
+        is_path=True,
+        metavar="FILE",
+    ),
+    Option(
+        "max_cost",
+        "cap in US dollars on the session's Bedrock spend; a regression gate stops drawing pairs "
+        "before it would pass the cap",
+        parse=_usd,
+        metavar="USD",
+    ),
+    Option(
         "timeout",
         f"fail a Bedrock call that takes longer than this (at most {MAX_TIMEOUT_S:g})",
         parse=_at_most(_positive_float, MAX_TIMEOUT_S, " seconds"),
@@ -322,6 +347,8 @@ class Settings:
     update_baseline: bool = False
     baseline_file: Path | None = None
     max_calls: int | None = None
+    prices: Path | None = None
+    max_cost: float | None = None
     timeout: float | None = None
     require: bool = False
     plot: Path | None = None

@@ -17,6 +17,12 @@ import pytest
 from .errors import CallFailures
 from .settings import Settings
 
+#: What the emulator's 404 for a model without a profile tells a plugin user to do.
+NOT_FOUND_HINT = (
+    'add a profile for it to the file given with --bedrock-emulator-profiles (a glob or a "*" '
+    "profile covers many)"
+)
+
 # boto3, botocore and moto cost a few hundred milliseconds to import; a run whose tests
 # never touch Bedrock must not pay that, so they are imported where used.
 if TYPE_CHECKING:
@@ -90,7 +96,9 @@ class BedrockTarget:
         from .emulator import Emulator, ProfileError
 
         try:
-            self.emulator = Emulator(profiles=settings.emulator_profiles).start()
+            self.emulator = Emulator(
+                profiles=settings.emulator_profiles, not_found_hint=NOT_FOUND_HINT
+            ).start()
         except (ProfileError, OSError) as error:
             raise pytest.UsageError(f"--bedrock-emulator: {error}") from None
         self._own_emulator = True
@@ -129,9 +137,10 @@ class BedrockTarget:
             pool_size=max(10, 2 * settings.concurrency + 2),
         )
         self.clients = Clients(target)
+        # Against the emulator the 404 itself says what to add (NOT_FOUND_HINT), for the
+        # application's calls as much as for the handle's: no second hint here.
         self._failures = CallFailures(
-            f"The emulator at {endpoint} has no profile for this model: add one to the file given "
-            'with --bedrock-emulator-profiles (a glob or a "*" profile covers many).'
+            ""
             if self.emulator is not None
             else f"Check credentials, region and model access for {target.describe()}; "
             "or run offline with --bedrock-emulator."
@@ -150,7 +159,9 @@ class BedrockTarget:
 
         with self._lock:
             if self.emulator is None:
-                self.emulator = Emulator(profiles=self.settings.emulator_profiles).start()
+                self.emulator = Emulator(
+                    profiles=self.settings.emulator_profiles, not_found_hint=NOT_FOUND_HINT
+                ).start()
                 self._own_emulator = True
             return self.emulator
 

@@ -291,6 +291,28 @@ def test_default_baseline_file_sits_next_to_the_ini_file_or_in_the_invocation_di
     )
 
 
+# -- cost ------------------------------------------------------------------------------------------
+def test_max_cost_is_an_amount_of_dollars() -> None:
+    assert settings({"bedrock_max_cost": "2.50"}).max_cost == 2.5
+    assert settings({"bedrock_max_cost": "$0.10"}).max_cost == 0.1
+    assert settings(ini={"bedrock_max_cost": "1"}).max_cost == 1.0
+    assert settings().max_cost is None
+    assert failure({"bedrock_max_cost": "ten"}) == (
+        "--bedrock-max-cost: must be an amount of US dollars such as 2.50, got 'ten'"
+    )
+    assert failure({"bedrock_max_cost": "0"}) == (
+        "--bedrock-max-cost: must be an amount of US dollars greater than 0, got 0"
+    )
+    assert failure(ini={"bedrock_max_cost": "inf"}) == (
+        f"bedrock_max_cost = inf in {INI_PATH}: must be an amount of US dollars greater than 0, got inf"
+    )
+
+
+def test_price_file_is_a_path_relative_to_the_ini_file() -> None:
+    assert settings(ini={"bedrock_prices": "prices.toml"}).prices == INI_DIR / "prices.toml"
+    assert settings({"bedrock_prices": "p.toml"}).prices == INVOCATION / "p.toml"
+
+
 def test_a_tests_settings_take_its_marker_over_the_run() -> None:
     run = Settings(regression_budget=40, regression_policy="strict", timeout=3.0, max_tokens=64)
     gated = TestSettings.of(run, TestBounds(regression=RegressionGate(budget=10, policy="lenient")))

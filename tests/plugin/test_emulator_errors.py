@@ -1,4 +1,5 @@
-"""A bug inside the emulator fails the test during which it happened, with its traceback."""
+"""Emulator trouble under pytest: a bug inside it fails the test during which it happened (with
+its traceback); a profile file it cannot read is a usage error."""
 
 from __future__ import annotations
 
@@ -42,3 +43,14 @@ def test_an_emulator_fault_fails_the_running_test_with_its_traceback(
         ]
     )
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_profile_file_that_is_not_utf8_is_a_usage_error(
+    bedrock_pytester: BedrockPytester,
+) -> None:
+    (bedrock_pytester.path / "profiles.toml").write_bytes(b'[models."m"]\nttft_ms = 1 # \xff\n')
+    bedrock_pytester.makepyfile(test_x="def test_x(bedrock_model):\n    pass\n")
+    result = bedrock_pytester.run()
+    assert result.ret == 4  # pytest's usage error
+    result.stderr.fnmatch_lines(["*profiles.toml: not UTF-8 text*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
