@@ -67,6 +67,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     instrumentation = Instrumentation()
     BedrockSession.go_offline(target, instrumentation)
     early_config.stash[OFFLINE_KEY] = (target, instrumentation)
+    # Also when the run ends before pytest_configure (--help, --version, a usage error).
+    early_config.add_cleanup(instrumentation.stop_redirect)
+    early_config.add_cleanup(target.stop)
 
 
 @pytest.hookimpl
@@ -77,9 +80,6 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         resolved = _resolve(config, config)
     except settings_module.SettingsError as error:
-        if offline is not None:
-            offline[0].stop()
-            offline[1].stop_redirect()
         raise pytest.UsageError(str(error)) from None
     worker = hasattr(config, "workerinput")  # pytest-xdist's documented marker of a worker
     bedrock = BedrockSession(

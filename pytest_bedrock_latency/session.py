@@ -63,7 +63,10 @@ class BedrockSession:
         self.collector = ResultCollector(settings, self.prices)
         self.current: TestRun | None = None
         self._fault_mark = 0  # emulator faults already reported when the running test began
-        self._instrumentation: Instrumentation | None = offline[1] if offline else None
+        self._instrumentation: Instrumentation | None = None
+        if offline is not None:  # made before the conftests loaded; priced like any other
+            self._instrumentation = offline[1]
+            self._instrumentation.pricing = self.prices.coster
         self._call_budget: CallBudget | None = None
         self._cost_budget: CostBudget | None = None
         self._bases: BaseModels | None = None
