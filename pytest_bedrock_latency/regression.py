@@ -12,11 +12,11 @@ record with ``--bedrock-update-baseline``.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -173,6 +173,21 @@ def _stored_sample(stored: StoredSample) -> Sample:
 
 
 Progress = Callable[[int, int], None]
+POLL_S = 0.1  # how often the gate's thread wakes while pairs are in flight (Ctrl-C lands)
+
+
+def _next_finished(
+    finished: queue.SimpleQueue[tuple[int, Pair | BaseException]],
+) -> tuple[int, Pair | BaseException]:
+    # A short timeout in a loop rather than one blocking get: a KeyboardInterrupt is
+    # delivered to the main thread between waits on every platform.
+    while True:
+        try:
+            return finished.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+
+
 Reprice = Callable[[Generation, str], "float | None"]
 """What a call with this generation's token counts would cost on another model (or None)."""
 Replay = Callable[["ModelHandle", Request], Generation]
@@ -325,34 +340,76 @@ class GateRun:
             cand = _sample(replay(self.candidate, request))
         return Pair(request.key, self.base.order(candidate_first), cand, base)
 
-    def _draw(
-        self, pool: ThreadPoolExecutor, start: int, count: int, requests: Sequence[Request]
-    ) -> tuple[list[Pair], list[str], bool]:
-        """Draw ``count`` pairs; returns the pairs, the errors of dropped ones, and budget exhaustion."""
-        per_pair = self.base.calls_per_pair
-        jobs = []
-        exhausted = False
-        for index in range(start, start + count):
-            estimate = self._pair_estimate(requests[index % len(requests)])
-            if not self.cost.take(estimate):
-                self.cost_exhausted = exhausted = True
-                break
-            if not self.calls.take(per_pair):
-                self.cost.settle(estimate, 0.0)
-                exhausted = True
-                break
+    def _start(
+        self,
+        index: int,
+        requests: Sequence[Request],
+        candidate_first: bool,
+        estimate: float,
+        finished: queue.SimpleQueue[tuple[int, Pair | BaseException]],
+    ) -> None:
+        """Draw pair ``index`` in a thread of its own; its outcome goes to ``finished``.
+
+        Daemon threads, not a pool: after Ctrl-C the test ends at once, and a call still
+        in flight neither holds up the session's reports nor the process's exit. The
+        pair's reserved ``estimate`` is settled with what its calls cost, whatever happens.
+        """
+
+        def work() -> None:
+            outcome: Pair | BaseException
             spent: list[float] = []
-            job = pool.submit(self._pair, index, requests, self.rng.random() < 0.5, spent)
-            jobs.append((estimate, spent, job))
-        pairs: list[Pair] = []
-        errors: list[str] = []
-        for estimate, spent, job in jobs:
             try:
-                pairs.append(job.result())
-            except BedrockCallError as error:
-                errors.append(str(error).splitlines()[0])
+                outcome = self._pair(index, requests, candidate_first, spent)
+            except BaseException as error:  # handed to the gate's thread, which decides
+                outcome = error
             finally:
                 self.cost.settle(estimate, sum(spent))
+            finished.put((index, outcome))
+
+        threading.Thread(target=work, name=f"bedrock-gate-{index}", daemon=True).start()
+
+    def _draw(
+        self, start: int, count: int, requests: Sequence[Request]
+    ) -> tuple[list[Pair], list[str], bool]:
+        """Draw ``count`` pairs; returns the pairs, the errors of dropped ones, and budget exhaustion.
+
+        Pairs are started lazily, at most ``concurrency`` in flight: a pair is started
+        (and its calls reserved from ``--bedrock-max-calls``) only when one finishes, so
+        no budget queues work up front. Outcomes are kept in pair order.
+        """
+        per_pair = self.base.calls_per_pair
+        finished: queue.SimpleQueue[tuple[int, Pair | BaseException]] = queue.SimpleQueue()
+        outcomes: dict[int, Pair | BaseException] = {}
+        exhausted = False
+        index, in_flight = start, 0
+        while True:
+            while not exhausted and in_flight < self.concurrency and index < start + count:
+                estimate = self._pair_estimate(requests[index % len(requests)])
+                if not self.cost.take(estimate):
+                    self.cost_exhausted = exhausted = True
+                    break
+                if not self.calls.take(per_pair):
+                    self.cost.settle(estimate, 0.0)
+                    exhausted = True
+                    break
+                self._start(index, requests, self.rng.random() < 0.5, estimate, finished)
+                index += 1
+                in_flight += 1
+            if in_flight == 0:
+                break
+            done, outcome = _next_finished(finished)
+            in_flight -= 1
+            outcomes[done] = outcome
+        pairs: list[Pair] = []
+        errors: list[str] = []
+        for done in sorted(outcomes):
+            outcome = outcomes[done]
+            if isinstance(outcome, Pair):
+                pairs.append(outcome)
+            elif isinstance(outcome, BedrockCallError):
+                errors.append(str(outcome).splitlines()[0])
+            else:
+                raise outcome  # not a Bedrock error: a bug or a bad request; the test shows it
         return pairs, errors, exhausted
 
     # -- the gate ----------------------------------------------------------------------------
@@ -366,31 +423,26 @@ class GateRun:
         exhausted = False
         warmup = 0
         schedule = next(iter(self.rules.values())).schedule()
-        with ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="bedrock-gate"
-        ) as pool:
-            if self.base.warmup_pairs:
-                warmup = self.base.warmup_pairs
-                _, warm_errors, exhausted = self._draw(pool, 0, warmup, requests)
-                errors.extend(f"warm-up: {e}" for e in warm_errors)
-            drawn = 0
-            for look in schedule:
-                # Top up dropped pairs, but give up when failures outnumber the budget.
-                while not exhausted and len(pairs) < look and len(errors) <= self.budget:
-                    batch, batch_errors, exhausted = self._draw(
-                        pool, drawn, look - len(pairs), requests
-                    )
-                    drawn += len(batch) + len(batch_errors)
-                    errors.extend(batch_errors)
-                    for pair in batch:
-                        pairs.append(pair)
-                        if pair.base is not None:
-                            series.add(pair.candidate, pair.base)
-                if self.progress is not None:
-                    self.progress(len(pairs), self.budget)
-                self._decide(series, decisions)
-                if len(decisions) == len(METRICS) or exhausted or len(pairs) < look:
-                    break
+        if self.base.warmup_pairs:
+            warm, warm_errors, exhausted = self._draw(0, self.base.warmup_pairs, requests)
+            warmup = len(warm) + len(warm_errors)  # a capped gate may draw none
+            errors.extend(f"warm-up: {e}" for e in warm_errors)
+        drawn = 0
+        for look in schedule:
+            # Top up dropped pairs, but give up when failures outnumber the budget.
+            while not exhausted and len(pairs) < look and len(errors) <= self.budget:
+                batch, batch_errors, exhausted = self._draw(drawn, look - len(pairs), requests)
+                drawn += len(batch) + len(batch_errors)
+                errors.extend(batch_errors)
+                for pair in batch:
+                    pairs.append(pair)
+                    if pair.base is not None:
+                        series.add(pair.candidate, pair.base)
+            if self.progress is not None:
+                self.progress(len(pairs), self.budget)
+            self._decide(series, decisions)
+            if len(decisions) == len(METRICS) or exhausted or len(pairs) < look:
+                break
         if self.cost_exhausted:
             reason = "cost budget exhausted"
         else:
@@ -539,7 +591,15 @@ def run_gate(
                 "set --bedrock-model"
             ]
         )
-    requests = distinct_requests(records, candidate)
+    try:
+        requests = distinct_requests(records, candidate)
+    except TypeError as error:  # e.g. a file object as the InvokeModel body: read once, gone
+        return GateOutcome(
+            [
+                f"bedrock_regression: the test's request to {display_model(candidate)} cannot be "
+                f"replayed: {str(error).removeprefix('request_key: ')}"
+            ]
+        )
     if not requests:
         return GateOutcome(
             [

@@ -56,6 +56,7 @@ class Report:
     settings: Settings
     endpoint_kind: str
     region: str | None
+    interrupted: bool = False  # Ctrl-C: the report holds the tests that finished
     prices_source: str | None = None  # the price table(s) the costs come from
     prices_as_of: str | None = None
 
@@ -222,6 +223,7 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "created_at": time.time(),
+            "interrupted": self.interrupted,
             "environment": {
                 "plugin_version": __version__,
                 "boto3_version": boto3.__version__,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .collector import ResultCollector, attach_result, open_store
+from .collector import Finished, ResultCollector, attach_result, open_store
 from .prices import PriceError, PriceTable, format_usd, load_prices
 from .run import (
     TEST_SETTINGS_KEY,
@@ -200,7 +200,8 @@ class BedrockSession:
             model_id,
             self.instrumentation,
             max_tokens=run.settings.max_tokens if run else self.settings.max_tokens,
-            publish=run.add if run is not None else None,
+            publish=run.publish if run is not None else None,
+            calls=self.call_budget,
         )
 
     def runtime_client(self) -> object:
@@ -237,11 +238,12 @@ class BedrockSession:
         run = self.run_for(item)
         if run is not None:
             self._count_cost(run)  # before the gate, which must see what the test spent
-        if run is None or not run.bounds.any:
+        if run is None:
             return
         lines = run.check()
         if run.bounds.regression is not None:
             lines.extend(self._regression(item, run))
+        lines.extend(run.check_timeout())
         if lines:
             pytest.fail("\n".join(lines), pytrace=False)
 
@@ -325,9 +327,10 @@ class BedrockSession:
         target = self.target.target
         self.collector.summarize(reporter, target, verbosity=verbosity, messages=messages)
 
-    def finish(self, config: pytest.Config, *, interrupted: bool) -> list[str]:
-        """Write the files of the session; returns messages for the terminal."""
+    def finish(self, config: pytest.Config, *, interrupted: bool) -> Finished:
+        """Write the files of the session; returns messages for the terminal, and failures."""
         if self.worker:
-            return []
-        messages = self.collector.finish(config, self.target.target, interrupted=interrupted)
-        return messages + [f"bedrock: {note}" for note in self.target.redirected]
+            return Finished()
+        finished = self.collector.finish(config, self.target.target, interrupted=interrupted)
+        finished.messages.extend(f"bedrock: {note}" for note in self.target.redirected)
+        return finished

@@ -340,6 +340,7 @@ class _Call:
         self.input_tokens: int | None = None
         self.plan: AnswerPlan | None = None
         self.sample: int | None = None
+        self.slip = 0.0  # seconds the first delta went out late; later deltas keep their gaps
         self.guard: Guardrail | None = None
         self.family = "nova"
 
@@ -570,7 +571,12 @@ class _Call:
                 return sent, []
             index = plan.delta_blocks[i] if i < len(plan.delta_blocks) else 0
             block = plan.blocks[index] if index < len(plan.blocks) else Block("text", text, ())
-            _sleep_until(self.t0 + offset / 1000.0)
+            due = self.t0 + offset / 1000.0 + self.slip
+            _sleep_until(due)
+            if i == 0:
+                # A first delta sent late (a machine too busy) shifts the rest of the stream:
+                # the gaps between deltas stay the profile's instead of bunching to catch up.
+                self.slip = max(0.0, time.perf_counter() - due)
             frames = first() if i == 0 else []
             if index not in opened:
                 opened.add(index)
@@ -646,7 +652,7 @@ class _Call:
     def _break_stream(self, plan: AnswerPlan, sent: int, injected: str | None) -> None:
         """End a stream mid-answer with an exception frame, when the next delta was due."""
         due = plan.delta_offsets_ms[sent] if sent < len(plan.delta_offsets_ms) else plan.done_ms
-        _sleep_until(self.t0 + due / 1000.0)
+        _sleep_until(self.t0 + due / 1000.0 + self.slip)
         member, frame = stream_exception(injected, sent)
         self._log(200, member, sent=sent)
         self.out.write(frame)
@@ -706,7 +712,7 @@ class _Call:
             if plan.stream_error_after is not None:
                 self._break_stream(plan, sent, injected)
                 return
-            _sleep_until(self.t0 + plan.done_ms / 1000.0)
+            _sleep_until(self.t0 + plan.done_ms / 1000.0 + self.slip)
             latency = _elapsed_ms(self.t0)
             metrics = {
                 "inputTokenCount": answer.input_tokens,

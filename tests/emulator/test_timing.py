@@ -54,7 +54,7 @@ def timed_stream(
 #: fails every stream) still does. The fidelity figures (a few ms) come from
 #: benchmarks/emulator_fidelity.py.
 ATTEMPTS = 3
-LATE_MS = 30
+LATE_MS = 60
 
 
 def test_deltas_arrive_at_emitted_times(emulator: Emulator, client: Any) -> None:
@@ -94,7 +94,7 @@ def test_concurrent_streams_keep_their_pace(emulator: Emulator) -> None:
         # No stream early; none queued behind the others (that would add whole streams).
         assert min(ttfts) > 199, results
         problems = []
-        if statistics.median(ttfts) > 200 + LATE_MS:
+        if statistics.median(ttfts) > 200 + 2 * LATE_MS:
             problems.append(f"median TTFT {statistics.median(ttfts):.0f} ms")
         if not 19 < pace < 21:
             problems.append(f"median pace {pace:.1f} ms/token")

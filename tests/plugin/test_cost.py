@@ -320,3 +320,62 @@ def test_an_ini_price_file_is_relative_to_the_ini_file_and_checked_before_xdist_
     assert 'prices.toml: model "x": field "output_per_1k" is required' in result.stderr.str()
     assert str(Path("conf") / "prices.toml") in result.stderr.str()
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_cached_prompt_tokens_are_priced_at_the_cache_prices(suite: pytest.Pytester) -> None:
+    cache_read, cache_write = 0.0002, 0.0025
+    suite.makefile(
+        ".toml",
+        prices=PRICES + f"cache_read_per_1k = {cache_read}\ncache_write_per_1k = {cache_write}\n",
+    )
+    suite.makepyfile(
+        test_app="""
+        POLICY = [{"text": "Refunds within 30 days. " * 200}, {"cachePoint": {"type": "default"}}]
+
+        def test_app(bedrock_model):
+            for _ in range(2):  # the first writes the cached prefix, the second reads it
+                bedrock_model.converse("Can I return this?", system=POLICY)
+        """
+    )
+    result = run(suite, "same", "--bedrock-prices", "prices.toml", "--bedrock-report", "r.json")
+    result.assert_outcomes(passed=1)
+    first, second = json.loads((suite.path / "r.json").read_text())["tests"][0]["calls"]
+    assert first["cache_write_input_tokens"] > 100 and second["cache_read_input_tokens"] > 100
+    for call in (first, second):
+        expected = (
+            call["input_tokens"] * FINE_TUNE[0]
+            + call["output_tokens"] * FINE_TUNE[1]
+            + (call["cache_read_input_tokens"] or 0) * cache_read
+            + (call["cache_write_input_tokens"] or 0) * cache_write
+        ) / 1000
+        assert call["cost_usd"] == pytest.approx(expected, rel=1e-9)
+    assert first["cost_usd"] > 5 * second["cost_usd"]  # writing costs 12.5x what reading does
+
+
+def test_the_handle_and_bedrock_calls_give_each_generation_its_cost(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makefile(".toml", prices=PRICES)
+    suite.makepyfile(
+        test_app=f"""
+        import boto3
+        import pytest
+
+        def test_app(bedrock_model, bedrock_calls):
+            g = bedrock_model.converse("How do I reset my password?")
+            assert g.cost_usd == pytest.approx(
+                (g.input_tokens * {FINE_TUNE[0]} + g.output_tokens * {FINE_TUNE[1]}) / 1000
+            )
+            # The application's own client, in another region: priced the same way.
+            client = boto3.client("bedrock-runtime", region_name="eu-west-1")
+            client.converse(
+                modelId="{BASE}", messages=[{{"role": "user", "content": [{{"text": "Hi"}}]}}]
+            )
+            titan = bedrock_calls[-1]
+            assert titan.model_id == "{BASE}"
+            assert titan.cost_usd == pytest.approx(
+                (titan.input_tokens * {TITAN[0]} + titan.output_tokens * {TITAN[1]}) / 1000
+            )
+        """
+    )
+    run(suite, "same", "--bedrock-prices", "prices.toml").assert_outcomes(passed=1)

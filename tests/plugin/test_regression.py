@@ -95,7 +95,7 @@ def test_a_verbose_fine_tune_fails_with_the_split(suite: pytest.Pytester) -> Non
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "bedrock_regression: candidate verbose is more verbose than amazon.titan-text-express-v1",
+            "bedrock_regression: candidate verbose is more verbose*than amazon.titan-text-express-v1",
             "  output tokens  x1.* [[]1.*, 1.*] > 1.15 allowed   FAIL (* pairs)",
             "  ms/token       x*<= 2.00*pass*",
             "  TTFT           x*<= 2.00*pass*",
@@ -171,7 +171,9 @@ def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pyte
 def test_too_much_noise_for_the_budget_says_how_many_pairs_it_would_take(
     suite: pytest.Pytester,
 ) -> None:
-    result = gate(suite, "noisy", marker=f"{TIMING}, budget=5")
+    # Time is not what this gate is about: the noisy fine-tune's shortest answers have 2 or 3
+    # tokens, whose ms/token a busy machine can move tenfold.
+    result = gate(suite, "noisy", marker="max_slowdown=100, max_ttft_slowdown=100, budget=5")
     assert result.ret == pytest.ExitCode.OK  # marginal, and said so: a warning, not a failure
     result.stdout.fnmatch_lines(
         [
@@ -297,7 +299,9 @@ class TestStoredBaselines:
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
             [
-                "bedrock_regression: candidate verbose is more verbose than amazon.titan-text-express-v1 (stored)",
+                # The stored base ran in another session, on a machine maybe busier or not:
+                # only the verbosity verdict is certain.
+                "bedrock_regression: candidate verbose is more verbose*than amazon.titan-text-express-v1 (stored)",
                 "*base from stored samples*",
             ]
         )

@@ -218,12 +218,14 @@ def test_json_document_keys_and_environment() -> None:
     assert set(doc) == {
         "schema_version",
         "created_at",
+        "interrupted",
         "environment",
         "cost_usd",
         "unpriced_calls",
         "spend",
         "tests",
     }
+    assert doc["interrupted"] is False
     assert doc["schema_version"] == SCHEMA_VERSION == 1
     env = doc["environment"]
     assert env["plugin_version"] == __version__
