@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .measurement import display_model
+from .metrics import GatedMetric
 from .stats import Decision, Decomposition, SequentialRule, decompose, pairs_needed, percentile
 
 
@@ -294,3 +295,37 @@ def end_to_end_split(series: PairSeries) -> Decomposition | None:
         )
     except ValueError:
         return None
+
+
+GATED_METRICS = 3  # every gate decides all three metrics; the error share counts them
+
+
+def build_rule(
+    metric: GatedMetric,
+    tolerance: float,
+    budget: int,
+    *,
+    confidence: float = 0.99,
+    gates: int = 1,
+) -> SequentialRule:
+    """The sequential rule the gate decides ``metric`` with.
+
+    The session's false-FAIL rate ``1 - confidence`` is split evenly (Bonferroni) over the
+    session's ``gates`` and their three metrics: every FAIL needs the candidate
+    significantly worse than its base (a one-sided lower bound above 1) at level
+    ``(1 - confidence) / (3 * gates)``; at the budget, a metric with its own
+    ``budget_alpha`` uses that level divided by ``gates`` (if looser).
+    """
+    gates = max(1, gates)
+    error_alpha = (1.0 - confidence) / (GATED_METRICS * gates)
+    budget_alpha = None
+    if metric.budget_alpha is not None:
+        budget_alpha = max(error_alpha, metric.budget_alpha / gates)
+    return SequentialRule(
+        tolerance=tolerance,
+        detect=metric.detect_for(tolerance),
+        budget=budget,
+        estimator=metric.estimator,
+        error_alpha=error_alpha,
+        budget_alpha=budget_alpha,
+    )
