@@ -33,7 +33,7 @@ from pytest_bedrock_latency.emulator import Emulator
 from pytest_bedrock_latency.handle import ModelHandle
 from pytest_bedrock_latency.instrument import Instrumentation
 from pytest_bedrock_latency.markers import RegressionGate
-from pytest_bedrock_latency.regression import GateRun, Request
+from pytest_bedrock_latency.regression import GateRun, LiveBase, Request
 
 BASE = "base-model"
 PROFILES = {
@@ -78,9 +78,7 @@ def run_gate(
         policy="strict",
         concurrency=concurrency,
         candidate=handle,
-        base=handle.with_model(BASE),
-        base_model_id=BASE,
-        base_source="benchmark",
+        base=LiveBase(handle.with_model(BASE), "benchmark"),
     )
     started = time.perf_counter()
     result = gate.run(requests)

@@ -6,6 +6,14 @@ a full disk, a crash) must leave the old file as it was. The classic recipe does
 write a temporary file in the *same directory* (so the final rename never crosses a file
 system), flush and fsync it, then ``os.replace`` it onto the target, which is atomic on
 POSIX and on Windows.
+
+Files that several runs may update at once (two CI jobs recording the same baseline) go
+through :func:`update_text_locked`: read, merge and replace while holding a lock on a
+small companion file (``.<name>.lock``, e.g. ``.bedrock-baseline.json.lock``; it stays,
+as removing a lock file races with the next run taking it), so no run's entries are lost to another's
+replace. The lock is ``filelock``'s: an OS-level lock (``flock`` on POSIX, ``LockFileEx``
+on Windows, a soft lock where a network file system has neither) that the OS releases
+when its holder dies, so a killed run never leaves the file locked.
 """
 
 from __future__ import annotations
@@ -14,9 +22,22 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["write_text_atomic"]
+__all__ = [
+    "FileLocked",
+    "lock_path",
+    "remove_stale_temporaries",
+    "update_text_locked",
+    "write_text_atomic",
+]
+
+LOCK_TIMEOUT_S = 60.0  # a write takes milliseconds; a lock held this long is a stuck process
+
+
+class FileLocked(OSError):
+    """Another process held the file's lock for longer than the timeout."""
 
 
 def _default_file_mode() -> int:
@@ -54,11 +75,16 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _temporary_prefix(target: Path) -> str:
+    return f".{target.name.lstrip('.')}."
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Replace the file at ``path`` with ``text`` (UTF-8) atomically.
 
     * Parent directories are created.
-    * The data is written to ``.<name>.<random>.tmp`` next to the target, flushed and
+    * The data is written to ``.<name>.<random>.tmp`` next to the target (one leading dot
+      even for a hidden name), flushed and
       fsynced, then moved onto the target with :func:`os.replace`.
     * An existing file keeps its permission bits; a new file gets the usual
       ``0o666 & ~umask``.
@@ -82,7 +108,7 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
     # Not a with-block: the file must outlive this statement until it is renamed into place.
     tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115
-        dir=directory, delete=False, prefix=f".{target.name}.", suffix=".tmp"
+        dir=directory, delete=False, prefix=_temporary_prefix(target), suffix=".tmp"
     )
     tmp_name = tmp.name
     try:
@@ -98,3 +124,80 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
             os.unlink(tmp_name)
         raise
     _fsync_directory(directory)
+
+
+def lock_path(path: str | os.PathLike[str]) -> Path:
+    """The companion lock file of ``path``: ``.<name>.lock`` in the same directory."""
+    target = Path(os.path.realpath(os.fspath(path)))
+    return target.with_name(f".{target.name.lstrip('.')}.lock")
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files a killed :func:`write_text_atomic` of ``path`` left behind.
+
+    Only safe while holding ``path``'s lock (as :func:`update_text_locked` does): then no
+    other writer is between creating its temporary file and renaming it. Files that
+    cannot be removed are left (the write that follows reports a real problem itself).
+    """
+    target = Path(os.path.realpath(os.fspath(path)))
+    # Earlier releases named them ".<name>." even for a hidden name ("..name."): both go.
+    prefixes = (_temporary_prefix(target), f".{target.name}.")
+    removed: list[Path] = []
+    try:
+        candidates = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for candidate in candidates:
+        if candidate.name.startswith(prefixes) and candidate.name.endswith(".tmp"):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def update_text_locked(
+    path: str | os.PathLike[str],
+    update: Callable[[str | None], str | None],
+    *,
+    timeout: float | None = None,
+) -> bool:
+    """Read–merge–replace ``path`` under its lock; returns whether the file was written.
+
+    ``update`` receives the file's current text (None when it does not exist) and
+    returns the new text, or None to leave the file as it is. It runs while the lock is
+    held, so what it read is what it replaces. Stale temporary files of earlier, killed
+    writes are removed first. Parent directories are created.
+
+    Raises:
+        FileLocked: another process held the lock for ``timeout`` seconds (default
+            :data:`LOCK_TIMEOUT_S`).
+        OSError: the lock, the file or its directory cannot be read or written.
+        UnicodeDecodeError: the file is not UTF-8.
+        Whatever ``update`` raises (the file is then left untouched).
+    """
+    from filelock import FileLock, Timeout
+
+    target = Path(os.path.realpath(os.fspath(path)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if timeout is None:
+        timeout = LOCK_TIMEOUT_S
+    lock = FileLock(lock_path(target), timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FileLocked(
+            f"another process has held {lock_path(target)} for more than {timeout:g}s"
+        ) from None
+    try:
+        remove_stale_temporaries(target)
+        try:
+            current: str | None = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            current = None
+        new = update(current)
+        if new is None:
+            return False
+        write_text_atomic(target, new)
+        return True
+    finally:
+        lock.release()

@@ -20,6 +20,7 @@ would be a guess. If invoking it on demand fails, name the base with ``--bedrock
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +36,10 @@ from botocore.exceptions import (
 
 __all__ = [
     "MODEL_KINDS",
+    "BaseChoice",
     "BaseModelError",
     "BaseModelResolution",
+    "BaseModels",
     "classify_model_id",
     "resolve_base_model",
 ]
@@ -473,3 +476,40 @@ def resolve_base_model(candidate: str, control_client: Any) -> BaseModelResoluti
         f"custom-model-deployment ARN). Fix: {BASELINE_FIX}.",
         candidate=candidate,
     )
+
+
+@dataclass(frozen=True)
+class BaseChoice:
+    """The base model of a candidate, how it was found, or why there is none."""
+
+    model_id: str | None
+    source: str
+    problem: str | None = None
+
+
+class BaseModels:
+    """The session's base model of each candidate: ``--bedrock-baseline``, else the control
+    plane's answer, asked once per candidate (thread-safe)."""
+
+    def __init__(self, baseline: str | None, control_client: Callable[[], Any]) -> None:
+        self._baseline = baseline
+        self._control_client = control_client
+        self._choices: dict[str, BaseChoice] = {}
+        self._lock = threading.Lock()
+
+    def choose(self, candidate: str) -> BaseChoice:
+        """The base model of ``candidate``, or why there is none."""
+        if self._baseline:
+            return BaseChoice(self._baseline, "--bedrock-baseline")
+        with self._lock:
+            cached = self._choices.get(candidate)
+        if cached is not None:
+            return cached
+        try:
+            resolution = resolve_base_model(candidate, self._control_client())
+            choice = BaseChoice(resolution.base_model_id, resolution.source)
+        except BaseModelError as error:
+            choice = BaseChoice(None, "none", str(error))
+        with self._lock:
+            self._choices[candidate] = choice
+        return choice

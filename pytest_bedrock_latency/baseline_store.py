@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomicio import write_text_atomic
+from .atomicio import FileLocked, lock_path, update_text_locked
 
 __all__ = [
     "DEFAULT_BASELINE_FILE",
@@ -365,12 +365,20 @@ def _read_file(path: Path) -> _FileContent | None:
         raise BaselineFileError(
             path, f"cannot be read ({exc.strerror or exc})", "check the path and permissions"
         ) from exc
+    return _parse(path, text)
+
+
+def _parse(path: Path, text: str) -> _FileContent:
+    """Validate the file's text completely (see :func:`_read_file`)."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BaselineFileError(
             path, f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except RecursionError:
+        # The json module recurses per nesting level; no baseline nests more than five deep.
+        raise BaselineFileError(path, "is nested too deeply to be a baseline file") from None
     if not isinstance(document, dict):
         raise BaselineFileError(
             path, f"top level must be a JSON object, got {type(document).__name__}"
@@ -441,6 +449,7 @@ class BaselineStore:
         self._parsed: dict[tuple[str, str], StoredRequest] = {}
         self._staged: dict[tuple[str, str], StoredRequest] = {}
         self._used: set[tuple[str, str]] = set()
+        self._pruned: set[tuple[str, str]] = set()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BaselineStore:
@@ -516,18 +525,39 @@ class BaselineStore:
         with self._lock:
             return sorted(ident for ident in self._parsed if ident not in self._used)
 
+    def prune_stale(self) -> list[tuple[str, str]]:
+        """Drop, at the next :meth:`save`, the stale entries of tests re-recorded this session.
+
+        An entry is stale when its test recorded new samples this session but this session
+        never looked the entry up: the test's prompt changed, or a parametrised case went.
+        Entries of tests that did not run are kept whatever their age: a run with ``-k``
+        or on a subset of files cannot tell a deleted test from a deselected one, so those
+        are for a person to remove by hand. Returns the entries that will be dropped.
+        """
+        with self._lock:
+            recorded = {test_id for test_id, _ in self._staged}
+            stale = sorted(
+                ident for ident in self._parsed if ident[0] in recorded and ident not in self._used
+            )
+            self._pruned.update(stale)
+            return stale
+
     @property
     def dirty(self) -> bool:
-        """Whether there are staged entries that :meth:`save` would write."""
+        """Whether :meth:`save` would write: staged entries, or entries to prune."""
         with self._lock:
-            return bool(self._staged)
+            return bool(self._staged or self._pruned)
 
     def save(self) -> bool:
         """Write staged entries merged into the file, atomically, if there are any.
 
-        The file is re-read and validated first, so entries written by another process
-        since :meth:`load` are kept and a file that became unreadable is never
-        overwritten. Entries not re-recorded are kept exactly as they were.
+        Read, merge and replace happen under the file's lock (:func:`update_text_locked`),
+        so entries written by another run since :meth:`load`, even one saving at the
+        same moment, are kept, and a file that became unreadable is never overwritten.
+        Entries not re-recorded are kept exactly as they were; entries given to
+        :meth:`prune_stale` are dropped (only those: an entry another run added since is
+        not this session's to judge). Temporary files of a killed earlier write are
+        removed.
 
         Returns:
             Whether the file was written.
@@ -536,37 +566,62 @@ class BaselineStore:
             BaselineFileError: the file on disk is invalid, or it cannot be written.
         """
         with self._lock:
-            if not self._staged:
+            if not self._staged and not self._pruned:
                 return False
-            content = _read_file(self.path)
-            if content is None:
-                content = _FileContent(raw={}, extras={}, parsed={})
-            raw = content.raw
-            for (test_id, key), entry in self._staged.items():
-                raw.setdefault(test_id, {})[key] = entry.to_json()
-            document: dict[str, Any] = dict(content.extras)
-            document.update({"plugin": PLUGIN_NAME, "schema_version": SCHEMA_VERSION})
-            document["tests"] = raw
-            try:
-                text = json.dumps(
-                    document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False
+            merged: list[_FileContent] = []
+
+            def merge(current: str | None) -> str:
+                content = (
+                    _parse(self.path, current)
+                    if current is not None
+                    else _FileContent(raw={}, extras={}, parsed={})
                 )
-            except ValueError as exc:
-                # A NaN/inf slipped into a staged entry; refuse rather than write bad JSON.
+                raw = content.raw
+                for test_id, key in self._pruned:
+                    if (test_id, key) not in self._staged:
+                        raw.get(test_id, {}).pop(key, None)
+                        content.parsed.pop((test_id, key), None)
+                for test_id in [test_id for test_id, entries in raw.items() if not entries]:
+                    del raw[test_id]
+                for (test_id, key), entry in self._staged.items():
+                    raw.setdefault(test_id, {})[key] = entry.to_json()
+                document: dict[str, Any] = dict(content.extras)
+                document.update({"plugin": PLUGIN_NAME, "schema_version": SCHEMA_VERSION})
+                document["tests"] = raw
+                try:
+                    text = json.dumps(
+                        document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False
+                    )
+                except ValueError as exc:
+                    # A NaN/inf slipped into a staged entry; refuse rather than write bad JSON.
+                    raise BaselineFileError(
+                        self.path,
+                        f"refusing to write a non-finite number ({exc})",
+                        "this is a bug in the caller that recorded it",
+                    ) from exc
+                merged.append(content)
+                return text + "\n"
+
+            try:
+                update_text_locked(self.path, merge)
+            except UnicodeDecodeError as exc:
+                raise BaselineFileError(self.path, f"is not UTF-8 text ({exc})") from exc
+            except FileLocked as exc:
                 raise BaselineFileError(
                     self.path,
-                    f"refusing to write a non-finite number ({exc})",
-                    "this is a bug in the caller that recorded it",
+                    f"cannot be written: {exc}",
+                    "if no other pytest run is recording, a process is stuck holding the lock; "
+                    "end it and re-run",
                 ) from exc
-            try:
-                write_text_atomic(self.path, text + "\n")
             except OSError as exc:
                 raise BaselineFileError(
                     self.path,
                     f"cannot be written ({exc.strerror or exc})",
-                    "check the directory exists and is writable",
+                    "check the directory exists and is writable (the baseline and its "
+                    f"lock file {lock_path(self.path).name} are written there)",
                 ) from exc
             # The file now holds exactly this content; staged entries are no longer pending.
-            self._parsed = {**content.parsed, **self._staged}
+            self._parsed = {**merged[-1].parsed, **self._staged}
             self._staged.clear()
+            self._pruned.clear()
             return True

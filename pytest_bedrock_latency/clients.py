@@ -6,6 +6,7 @@ Bedrock should not pay for it.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -16,6 +17,41 @@ if TYPE_CHECKING:
     from botocore.config import Config
 
 _REGION_SHAPE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+# botocore refuses any other region name when it builds a client (InvalidRegionError).
+_REGION_NAME = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
+
+
+def session_problem(error: Exception, aws_profile: str | None) -> str:
+    """One line, with the fix, for an error boto3 raised while reading the AWS config.
+
+    boto3 reads the shared config and credentials files when a session is made, so a
+    broken file stops every client of the process, the application's included.
+    """
+    from botocore.exceptions import ConfigParseError, ProfileNotFound
+
+    if isinstance(error, ProfileNotFound):
+        source = "--bedrock-aws-profile / AWS_PROFILE"
+        return (
+            f"AWS profile {aws_profile or error.kwargs.get('profile')!r} does not exist ({source}); "
+            "name a profile of the AWS config file, or unset it"
+        )
+    if isinstance(error, ConfigParseError):
+        path = error.kwargs.get("path", "?")
+        return (
+            f"AWS config file {path} cannot be parsed: fix it, or point AWS_CONFIG_FILE / "
+            "AWS_SHARED_CREDENTIALS_FILE at a valid file"
+        )
+    return (
+        f"the AWS configuration cannot be read ({type(error).__name__}: {error}); check "
+        "AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE"
+    )
+
+
+def _region_source(region: str) -> str:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(name) == region:
+            return f"environment variable {name}"
+    return "--bedrock-region or the AWS profile's region"
 
 
 @dataclass(frozen=True)
@@ -64,19 +100,20 @@ class Clients:
 
     def problems(self) -> list[str]:
         """What keeps Bedrock from being reached, each with its fix; empty when all is set."""
-        from botocore.exceptions import BotoCoreError, ProfileNotFound
+        from botocore.exceptions import BotoCoreError
 
         try:
             session = self.session()
-        except ProfileNotFound:
-            return [
-                f"AWS profile {self.target.aws_profile!r} does not exist (--bedrock-aws-profile / AWS_PROFILE)"
-            ]
+        except BotoCoreError as error:
+            return [session_problem(error, self.target.aws_profile)]
         problems: list[str] = []
         try:
             credentials = session.get_credentials()
         except BotoCoreError as error:
             credentials, problems = None, [f"AWS credentials could not be loaded: {error}"]
+        except (ValueError, OSError) as error:  # e.g. a credential_process that cannot run
+            credentials = None
+            problems = [f"AWS credentials could not be loaded ({type(error).__name__}: {error})"]
         if credentials is None and not problems:
             problems.append(
                 "no AWS credentials (set AWS_PROFILE or --bedrock-aws-profile, or AWS_ACCESS_KEY_ID and "
@@ -86,6 +123,11 @@ class Clients:
         if not region:
             problems.append(
                 "no AWS region (set --bedrock-region, bedrock_region in the ini file, or AWS_REGION)"
+            )
+        elif not _REGION_NAME.match(region):
+            problems.append(
+                f"region {region!r} (from {_region_source(region)}) is not an AWS region name; "
+                "set e.g. us-east-1"
             )
         elif not self.target.endpoint_url and not _REGION_SHAPE.match(region):
             problems.append(f"{region!r} is not an AWS region name (e.g. us-east-1)")

@@ -1,7 +1,8 @@
 """Checking a test's measured generations against its latency and length bounds.
 
-Pure code: the verdict of ``bedrock_latency`` and ``bedrock_length`` is a function of the
-bounds and the generations, nothing else, so it is tested without pytest or a network.
+Pure code: the verdict of ``bedrock_latency``, ``bedrock_length`` and ``--bedrock-timeout`` is a
+function of the bounds and the generations, nothing else, so it is tested without pytest or
+a network.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .markers import LatencyBounds, LengthBounds
-from .measurement import Generation, display_model
+from .measurement import STREAMING_OPERATIONS, Generation, display_model
 from .stats import percentile
 
 
@@ -84,11 +85,7 @@ def check_latency(
         limit = bound * scale
         values = [v for v in map(get, generations) if v is not None]
         if not values:
-            why = (
-                "needs streamed calls (stream=True)"
-                if metric != "ms/token"
-                else "needs streamed answers of 2 or more tokens"
-            )
+            why = _unmeasured_why(metric, generations)
             line = f"bedrock_latency: {metric} {label} not measured: {why} (model {models}, {_calls(len(generations))})"
             checks.append(Check("bedrock_latency", f"{metric} {label}", None, limit, False, line))
             continue
@@ -102,6 +99,21 @@ def check_latency(
         )
         checks.append(Check("bedrock_latency", f"{metric} {label}", observed, limit, ok, line))
     return checks
+
+
+def _unmeasured_why(metric: str, generations: Sequence[Generation]) -> str:
+    """Why no call has the figure, and the fix."""
+    operations = sorted({g.operation for g in generations})
+    if generations and not STREAMING_OPERATIONS.intersection(operations):
+        calls = "the call was" if len(generations) == 1 else f"all {len(generations)} calls were"
+        return (
+            f"{calls} non-streaming ({', '.join(operations)}), which has no first token or "
+            "per-token times; stream the answer (ConverseStream / InvokeModelWithResponseStream, "
+            "stream=True on bedrock_model) or bound max_total_ms instead"
+        )
+    if metric != "ms/token":
+        return "needs streamed calls (stream=True)"
+    return "needs streamed answers of 2 or more tokens"
 
 
 def check_length(bounds: LengthBounds, generations: Sequence[Generation]) -> list[Check]:
@@ -134,3 +146,17 @@ def check_length(bounds: LengthBounds, generations: Sequence[Generation]) -> lis
             Check("bedrock_length", f"{metric} {stat}", float(worst), float(limit), ok, line)
         )
     return checks
+
+
+def check_timeout(timeout_s: float, generations: Sequence[Generation]) -> list[Check]:
+    """``--bedrock-timeout``: one failed check when any call took longer, else none."""
+    limit = timeout_s * 1000
+    slow = [g for g in generations if g.total_ms > limit]
+    if not slow:
+        return []
+    worst = max(g.total_ms for g in slow)
+    line = (
+        f"bedrock timeout: {len(slow)} call(s) took longer than --bedrock-timeout "
+        f"{timeout_s:g}s (slowest {worst / 1000:.1f}s, model {display_model(slow[0].model_id)})"
+    )
+    return [Check("bedrock_timeout", "total ms max", worst, limit, False, line)]

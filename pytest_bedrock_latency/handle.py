@@ -36,8 +36,10 @@ class ModelHandle:
         max_tokens: int | None = None,
         failures: CallFailures | None = None,
         publish: Callable[[CallRecord], None] | None = None,
+        text_in_repr: bool = False,
     ) -> None:
         self.model_id = model_id
+        self._text_in_repr = text_in_repr  # --bedrock-report-text: answers may be shown
         self.client = client
         self._instrumentation = instrumentation
         self._max_tokens = max_tokens
@@ -56,6 +58,7 @@ class ModelHandle:
             max_tokens=self._max_tokens,
             failures=self._failures,
             publish=self._publish if publish else None,
+            text_in_repr=self._text_in_repr,
         )
 
     # -- public calls --------------------------------------------------------------------
@@ -146,7 +149,7 @@ class ModelHandle:
         record = records[0]
         if self._publish is not None:
             self._publish(record)
-        return record.generation()
+        return record.generation(text_in_repr=self._text_in_repr)
 
     def _send(self, operation: str, request: dict[str, Any]) -> None:
         if operation == "ConverseStream":

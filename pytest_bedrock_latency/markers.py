@@ -2,17 +2,23 @@
 
 Each class documents its marker; :func:`parse_markers` turns an item's marks into these
 objects or a :class:`MarkerError` whose message names the test, the argument and the fix.
-No pytest import: a mark is anything with ``name``, ``args`` and ``kwargs``.
+No pytest import: a mark is anything with ``name``, ``args`` and ``kwargs``, and an item
+anything with pytest's node attributes (:func:`marker_levels`).
+
+Where a marker is given at several levels, the closest one wins, whole (its arguments are
+not merged with a farther one's): ``pytest.param(..., marks=...)`` over the function's
+over the class's over the module's. Two markers of one name at the same level are an
+error, since nothing says which one was meant.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
-from .settings import POLICIES
+from .settings import MAX_BUDGET, POLICIES
 
 
 class MarkLike(Protocol):
@@ -107,6 +113,12 @@ class RegressionGate:
 
     def validate(self, where: str) -> None:
         for name in ("max_slowdown", "max_verbosity", "max_ttft_slowdown"):
+            if getattr(self, name) is None:
+                default = next(f.default for f in fields(self) if f.name == name)
+                raise MarkerError(
+                    f"{where}: {name} must be a ratio of at least 1.0, got None "
+                    f"(leave it out for the default {default})"
+                )
             _positive_number(self, where, name)
             if getattr(self, name) < 1.0:
                 raise MarkerError(
@@ -118,6 +130,10 @@ class RegressionGate:
             if self.budget < 5:
                 raise MarkerError(
                     f"{where}: budget must be at least 5 pairs (the first look), got {self.budget}"
+                )
+            if self.budget > MAX_BUDGET:
+                raise MarkerError(
+                    f"{where}: budget must be at most {MAX_BUDGET} pairs, got {self.budget}"
                 )
         if self.policy is not None and self.policy not in POLICIES:
             raise MarkerError(
@@ -135,7 +151,7 @@ MARKER_NAMES = frozenset(cls.MARKER for cls in MARKERS)
 
 @dataclass(frozen=True)
 class TestBounds:
-    """All the bedrock markers of one test (each at most once; the closest mark wins)."""
+    """All the bedrock markers of one test (each at most once; the closest level wins)."""
 
     latency: LatencyBounds | None = None
     length: LengthBounds | None = None
@@ -156,17 +172,74 @@ class TestBounds:
         return out
 
 
-def parse_markers(test_id: str, marks: Iterable[MarkLike]) -> TestBounds:
-    """The test's bedrock markers as dataclasses; the first (closest) of each name wins."""
+@dataclass(frozen=True)
+class MarkLevel:
+    """The marks given at one level of a test: its ``pytest.param``, function, class, module."""
+
+    where: str  # for messages: "pytest.param", "the function", "class TestX", "module m.py"
+    marks: Sequence[MarkLike]
+
+
+def marker_levels(item: Any) -> list[MarkLevel]:
+    """The item's marks by level, closest first (duck-typed on pytest's nodes).
+
+    pytest's ``iter_markers()`` walks the item, then its parents, but an item's own
+    markers hold the function's marks *followed by* its ``pytest.param`` marks, so the
+    first mark of a name is the function's, not the parameter's. The parameter's marks
+    are the item's ``callspec.marks``; they are taken off the end of ``own_markers`` (by
+    identity, as pytest appends those very objects), which leaves the function's marks
+    and any added with ``item.add_marker``.
+    """
+    own = list(getattr(item, "own_markers", ()))
+    callspec = getattr(item, "callspec", None)
+    param = list(getattr(callspec, "marks", ()) or ())
+    for mark in reversed(param):
+        for index in range(len(own) - 1, -1, -1):
+            if own[index] is mark:
+                del own[index]
+                break
+    levels = [MarkLevel("pytest.param", param), MarkLevel("the function", own)]
+    chain = item.listchain() if hasattr(item, "listchain") else [item]
+    for node in reversed(chain[:-1]):
+        marks = list(getattr(node, "own_markers", ()))
+        if marks:
+            kind = type(node).__name__.lower()
+            levels.append(MarkLevel(f"{kind} {getattr(node, 'name', '?')}", marks))
+    return levels
+
+
+def parse_markers(test_id: str, levels: Iterable[MarkLevel]) -> TestBounds:
+    """The test's bedrock markers as dataclasses; the closest level of each name wins.
+
+    Raises:
+        MarkerError: a marker is written wrongly, or given twice at one level.
+    """
     found: dict[str, Any] = {}
-    for mark in marks:
-        if mark.name in MARKER_NAMES and mark.name not in found:
-            found[mark.name] = _build(test_id, mark)
+    for level in levels:
+        here: dict[str, MarkLike] = {}
+        for mark in level.marks:
+            if mark.name not in MARKER_NAMES:
+                continue
+            if mark.name in here:
+                raise MarkerError(
+                    f"{test_id}: @pytest.mark.{mark.name} is given twice on {level.where} "
+                    f"({_describe(here[mark.name])} and {_describe(mark)}); give it once with "
+                    "all its bounds"
+                )
+            here[mark.name] = mark
+        for name, mark in here.items():
+            built = _build(test_id, mark)  # a farther one is checked too: a typo is a typo
+            found.setdefault(name, built)
     return TestBounds(
         latency=found.get(LatencyBounds.MARKER),
         length=found.get(LengthBounds.MARKER),
         regression=found.get(RegressionGate.MARKER),
     )
+
+
+def _describe(mark: MarkLike) -> str:
+    arguments = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"{mark.name}({', '.join(arguments)})"
 
 
 def _build(test_id: str, mark: MarkLike) -> Any:

@@ -18,11 +18,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from .formats import Answer, NativeStream, Seen, converse_event, converse_response, native_body
 
 Clock = Callable[[], float]
 """A monotonic clock in seconds, ``time.perf_counter`` in production."""
+
+Coster = Callable[["Generation"], "float | None"]
+"""What a measured call cost in USD, ``None`` when unknown (see ``prices.PriceTable.coster``)."""
 
 MEASURED_OPERATIONS = frozenset(
     {"Converse", "ConverseStream", "InvokeModel", "InvokeModelWithResponseStream"}
@@ -38,7 +43,15 @@ class Generation:
     for non-streaming calls (the whole answer arrives at once) and ``ms_per_token`` also
     when the answer has fewer than two tokens. ``server_latency_ms`` is what Bedrock says
     the model took (``metrics.latencyMs`` or ``invocationLatency``), which lets a report
-    separate network and client time from model time.
+    separate network and client time from model time. ``cache_read_input_tokens`` and
+    ``cache_write_input_tokens`` are prompt-caching usage (``None`` when Bedrock sends
+    none); ``input_tokens`` excludes them, as Bedrock counts it. ``cost_usd`` is what the
+    call cost at the run's prices (``None`` when the model has no price).
+
+    Its repr shows the answer's length, not the answer (``text=<118 chars>``), so a
+    failing ``assert answer.output_tokens < 3`` does not print the answer into the
+    terminal and JUnit XML; with ``--bedrock-report-text`` the plugin's generations have
+    ``text_in_repr`` set and show it.
     """
 
     model_id: str
@@ -57,10 +70,28 @@ class Generation:
     attempts: int
     retry_wait_ms: float
     started_at: float
+    cache_read_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    cost_usd: float | None = None
+    # Keyword-only, so fields added later never have to come before it.
+    text_in_repr: bool = field(default=False, kw_only=True, repr=False, compare=False)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "text" and not self.text_in_repr:
+                parts.append(f"text=<{len(value)} chars>")
+            else:
+                parts.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def to_json(self, *, include_text: bool) -> dict[str, Any]:
         """A JSON-ready dict; the answer text only when ``include_text`` (privacy)."""
         data = asdict(self)
+        del data["text_in_repr"]
         if not include_text:
             del data["text"]
         return data
@@ -68,9 +99,9 @@ class Generation:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Generation:
         """Rebuild a generation sent as :meth:`to_json` (e.g. from an xdist worker)."""
-        fields = dict(data)
-        fields.setdefault("text", "")
-        return cls(**fields)
+        values = dict(data)
+        values.setdefault("text", "")
+        return cls(**values)
 
 
 def display_model(model_id: str) -> str:
@@ -102,175 +133,19 @@ def tokens_per_second(
     return output_tokens / ((total_ms - ttft_ms) / 1000.0)
 
 
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
-
-
-def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-class _Answer:
-    """Accumulates text, token counts, stop reason and server latency of one answer."""
-
-    def __init__(self) -> None:
-        self.text_parts: list[str] = []
-        self.input_tokens: int | None = None
-        self.output_tokens: int | None = None
-        self.stop_reason: str | None = None
-        self.server_latency_ms: float | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.text_parts)
-
-    def usage(self, usage: Mapping[str, Any] | None) -> None:
-        if not usage:
-            return
-        self.input_tokens = _int_or_none(usage.get("inputTokens", self.input_tokens))
-        self.output_tokens = _int_or_none(usage.get("outputTokens", self.output_tokens))
-
-    def invocation_metrics(self, metrics: Mapping[str, Any]) -> None:
-        """``amazon-bedrock-invocationMetrics``: Bedrock's authoritative counts for invoke streams."""
-        self.input_tokens = _int_or_none(metrics.get("inputTokenCount")) or self.input_tokens
-        output = _int_or_none(metrics.get("outputTokenCount"))
-        self.output_tokens = output if output is not None else self.output_tokens
-        self.server_latency_ms = _float_or_none(metrics.get("invocationLatency"))
-
-    def converse_response(self, response: Mapping[str, Any]) -> None:
-        message = response.get("output", {}).get("message", {})
-        for block in message.get("content", []) or []:
-            if isinstance(block, Mapping) and isinstance(block.get("text"), str):
-                self.text_parts.append(block["text"])
-        self.stop_reason = response.get("stopReason")
-        self.usage(response.get("usage"))
-        self.server_latency_ms = _float_or_none(response.get("metrics", {}).get("latencyMs"))
-
-    def converse_event(self, event: Mapping[str, Any]) -> bool:
-        """Feed one ConverseStream event; True when it carried answer content."""
-        if "contentBlockDelta" in event:
-            delta = event["contentBlockDelta"].get("delta", {})
-            text = delta.get("text")
-            if isinstance(text, str):
-                self.text_parts.append(text)
-                return bool(text)
-            # Tool-use and reasoning deltas are content too: the model is generating.
-            return bool(delta)
-        if "messageStop" in event:
-            self.stop_reason = event["messageStop"].get("stopReason")
-        elif "metadata" in event:
-            metadata = event["metadata"]
-            self.usage(metadata.get("usage"))
-            self.server_latency_ms = _float_or_none(metadata.get("metrics", {}).get("latencyMs"))
-        return False
-
-    def native_payload(self, payload: Mapping[str, Any], *, streaming: bool) -> bool:
-        """Feed one native InvokeModel body or stream chunk, whatever the model family.
-
-        The family is recognised from the payload's shape rather than the model id, so
-        custom-model and inference-profile ARNs parse too. True when text was carried.
-        """
-        before = len(self.text_parts)
-        metrics = payload.get("amazon-bedrock-invocationMetrics")
-        kind = payload.get("type")
-        if isinstance(kind, str):  # Anthropic messages API
-            self._anthropic(payload, kind)
-        elif "outputText" in payload:  # Titan Text stream chunk
-            self.text_parts.append(str(payload.get("outputText") or ""))
-            self.input_tokens = (
-                _int_or_none(payload.get("inputTextTokenCount")) or self.input_tokens
-            )
-            count = _int_or_none(payload.get("totalOutputTextTokenCount"))
-            self.output_tokens = count if count is not None else self.output_tokens
-            self.stop_reason = payload.get("completionReason") or self.stop_reason
-        elif "results" in payload:  # Titan Text body
-            self.input_tokens = _int_or_none(payload.get("inputTextTokenCount"))
-            for result in payload.get("results") or []:
-                self.text_parts.append(str(result.get("outputText") or ""))
-                self.output_tokens = _int_or_none(result.get("tokenCount"))
-                self.stop_reason = result.get("completionReason")
-        elif "generation" in payload:  # Meta Llama
-            self.text_parts.append(str(payload.get("generation") or ""))
-            self.input_tokens = _int_or_none(payload.get("prompt_token_count")) or self.input_tokens
-            count = _int_or_none(payload.get("generation_token_count"))
-            self.output_tokens = count if count is not None else self.output_tokens
-            self.stop_reason = payload.get("stop_reason") or self.stop_reason
-        elif "outputs" in payload:  # Mistral text completion
-            for output in payload.get("outputs") or []:
-                self.text_parts.append(str(output.get("text") or ""))
-                self.stop_reason = output.get("stop_reason") or self.stop_reason
-        elif "choices" in payload:  # Mistral chat (OpenAI-like)
-            for choice in payload.get("choices") or []:
-                message = choice.get("message") or choice.get("delta") or {}
-                self.text_parts.append(str(message.get("content") or ""))
-                self.stop_reason = (
-                    choice.get("stop_reason") or choice.get("finish_reason") or self.stop_reason
-                )
-            usage = payload.get("usage") or {}
-            self.input_tokens = _int_or_none(usage.get("prompt_tokens")) or self.input_tokens
-            self.output_tokens = _int_or_none(usage.get("completion_tokens")) or self.output_tokens
-        elif "output" in payload and not streaming:  # Nova body: Converse-shaped
-            self.converse_response(payload)
-        elif any(key in payload for key in ("contentBlockDelta", "messageStop", "metadata")):
-            self.converse_event(payload)  # Nova stream chunk: Converse-stream-shaped
-        elif "text" in payload or "generations" in payload:  # Cohere
-            self.text_parts.append(str(payload.get("text") or ""))
-            for generation in payload.get("generations") or []:
-                self.text_parts.append(str(generation.get("text") or ""))
-            self.stop_reason = payload.get("finish_reason") or self.stop_reason
-        if isinstance(metrics, Mapping):
-            self.invocation_metrics(metrics)
-        return any(self.text_parts[before:])
-
-    def _anthropic(self, payload: Mapping[str, Any], kind: str) -> None:
-        if kind == "message":  # the whole InvokeModel body
-            for block in payload.get("content") or []:
-                if block.get("type") == "text":
-                    self.text_parts.append(str(block.get("text") or ""))
-            self.stop_reason = payload.get("stop_reason")
-            usage = payload.get("usage") or {}
-            self.input_tokens = _int_or_none(usage.get("input_tokens"))
-            self.output_tokens = _int_or_none(usage.get("output_tokens"))
-        elif kind == "message_start":
-            usage = (payload.get("message") or {}).get("usage") or {}
-            self.input_tokens = _int_or_none(usage.get("input_tokens"))
-        elif kind == "content_block_delta":
-            delta = payload.get("delta") or {}
-            self.text_parts.append(str(delta.get("text") or ""))
-        elif kind == "message_delta":
-            self.stop_reason = (payload.get("delta") or {}).get("stop_reason") or self.stop_reason
-            output = _int_or_none((payload.get("usage") or {}).get("output_tokens"))
-            self.output_tokens = output if output is not None else self.output_tokens
-
-    def headers(self, headers: Mapping[str, str]) -> None:
-        """InvokeModel's token and latency headers (lower-cased by botocore)."""
-        input_tokens = _int_or_none(headers.get("x-amzn-bedrock-input-token-count"))
-        output_tokens = _int_or_none(headers.get("x-amzn-bedrock-output-token-count"))
-        latency = _float_or_none(headers.get("x-amzn-bedrock-invocation-latency"))
-        self.input_tokens = input_tokens if input_tokens is not None else self.input_tokens
-        self.output_tokens = output_tokens if output_tokens is not None else self.output_tokens
-        self.server_latency_ms = latency if latency is not None else self.server_latency_ms
-
-
 class CallRecord:
     """The measurement of one Bedrock Runtime call, fed as the call progresses.
 
     Thread-safe: a stream may be consumed on another thread than the one that made the
     call (langchain hops pool threads). ``state`` is ``running`` until the answer is
-    complete, then ``complete``; ``error`` when the call or its stream failed;
-    ``abandoned`` when the application stopped reading early (provisional: re-iterating
-    an EventStream resumes it).
+    complete, then ``complete``; ``error`` when Bedrock (or the transport) failed the call
+    or its stream; ``abandoned`` when the application stopped reading before the answer's
+    last meaningful event (provisional: re-iterating an EventStream resumes it).
+
+    A stream is complete at its last meaningful event (ConverseStream ``metadata``, the
+    invoke-stream chunk with ``amazon-bedrock-invocationMetrics``), whether or not the
+    application reads on to the end of the stream; one that stops after the family's own
+    stop event is complete too.
     """
 
     def __init__(
@@ -297,17 +172,26 @@ class CallRecord:
         self.state = "running"
         self.error_code: str | None = None
         self.error_message: str | None = None
-        self._answer = _Answer()
+        self.interrupted_by: str | None = None
+        self.closed = False
+        self.user_agent: str | None = None
+        self._stopped = False
+        self._final = False
+        self._answer = Answer()
+        self._native = NativeStream()
         self._body = bytearray()
+        self.coster: Coster | None = None  # set by the instrumentation when prices are known
 
     # -- per attempt ---------------------------------------------------------------------
-    def attempt_sent(self) -> None:
+    def attempt_sent(self, user_agent: str | None = None) -> None:
         """An HTTP attempt is about to be sent; the latest one is the one that counts."""
         with self._lock:
             self.attempts += 1
             self.sent_at = self._clock()
             if self.first_sent_at is None:
                 self.first_sent_at = self.sent_at
+            if user_agent:
+                self.user_agent = user_agent
 
     # -- responses -----------------------------------------------------------------------
     def headers_received(self, retry_attempts: int | None) -> None:
@@ -321,7 +205,7 @@ class CallRecord:
 
     def converse_response(self, response: Mapping[str, Any]) -> None:
         with self._lock:
-            self._answer.converse_response(response)
+            converse_response(response, self._answer)
             self.state = "complete"
 
     def invoke_response(self, headers: Mapping[str, str]) -> None:
@@ -337,46 +221,76 @@ class CallRecord:
             if not finished:
                 return
             payload = _json_object(bytes(self._body))
-            if payload is not None:
-                counts = (self._answer.input_tokens, self._answer.output_tokens)
-                self._answer.native_payload(payload, streaming=False)
-                # The headers are Bedrock's own usage; the body only fills gaps.
-                self._answer.input_tokens = (
-                    counts[0] if counts[0] is not None else self._answer.input_tokens
-                )
-                self._answer.output_tokens = (
-                    counts[1] if counts[1] is not None else self._answer.output_tokens
-                )
+            if payload is None:
+                return
+            answer = self._answer
+            counts = (answer.input_tokens, answer.output_tokens, answer.server_latency_ms)
+            native_body(payload, answer)
+            # The headers are Bedrock's own usage; the body only fills gaps.
+            answer.input_tokens = counts[0] if counts[0] is not None else answer.input_tokens
+            answer.output_tokens = counts[1] if counts[1] is not None else answer.output_tokens
+            answer.server_latency_ms = (
+                counts[2] if counts[2] is not None else answer.server_latency_ms
+            )
 
     def stream_event(self, event: Mapping[str, Any]) -> None:
         """One event of a ConverseStream or InvokeModelWithResponseStream, as the app pulls it."""
         now = self._clock()
         with self._lock:
+            if self._final:  # nothing after the last meaningful event changes the figures
+                return
+            seen: Seen
             if self.operation == "ConverseStream":
-                content = self._answer.converse_event(event)
+                seen = converse_event(event, self._answer)
             else:
                 payload = _json_object((event.get("chunk") or {}).get("bytes", b""))
-                content = payload is not None and self._answer.native_payload(
-                    payload, streaming=True
-                )
+                seen = self._native.chunk(payload, self._answer) if payload is not None else Seen()
             if self.state == "abandoned":  # a second loop over the stream resumes it
                 self.state = "running"
-            if content and self.first_content_at is None:
-                self.first_content_at = now
+                self.interrupted_by = None
+            if seen.content:
+                self._answer.content_events += 1
+                if self.first_content_at is None:
+                    self.first_content_at = now
             self.last_event_at = now
+            self._stopped = self._stopped or seen.stop
+            if seen.final:
+                self._final = True
+                if self.state == "running":
+                    self.state = "complete"
 
     def stream_finished(self) -> None:
+        """The stream reached its end."""
         with self._lock:
-            self.state = "complete"
+            if self.state in ("running", "abandoned"):
+                self.state = "complete"
 
-    def stream_abandoned(self) -> None:
+    def stream_abandoned(self, interrupted_by: str | None = None) -> None:
+        """The application closed the stream, or stopped reading it, or its read was cut.
+
+        After the family's stop event the answer is whole (only the metrics may be
+        missing), so the call counts as complete.
+        """
         with self._lock:
-            if self.state == "running":
+            if self.state != "running":
+                return
+            if self._stopped:
+                self.state = "complete"
+            else:
                 self.state = "abandoned"
+                self.interrupted_by = interrupted_by
+
+    def stream_closed(self) -> None:
+        """The application called ``close()`` on the stream."""
+        with self._lock:
+            self.closed = True
+        self.stream_abandoned("closed")
 
     def failed(self, code: str, message: str, retry_attempts: int | None = None) -> None:
         """The call or its stream failed; the record keeps what arrived before."""
         with self._lock:
+            if self._final:  # the answer was whole before the failure (e.g. a late read error)
+                return
             self.state = "error"
             self.error_code = code
             self.error_message = message
@@ -395,11 +309,39 @@ class CallRecord:
         )
 
     @property
+    def tokens_received(self) -> int:
+        """Output tokens received so far: Bedrock's running count, else content events."""
+        with self._lock:
+            answer = self._answer
+            return max(answer.output_tokens or 0, answer.content_events)
+
+    def abandoned_line(self) -> str:
+        """Why this call has no figures: the application stopped reading it early."""
+        how = f" ({self.interrupted_by})" if self.interrupted_by else ""
+        return (
+            f"{self.operation} to {display_model(self.model_id)} abandoned after "
+            f"{self.tokens_received} tokens{how}: the application stopped reading before the "
+            "answer ended, so the call is not measured"
+        )
+
+    @property
     def complete(self) -> bool:
         return self.state == "complete"
 
-    def generation(self) -> Generation:
-        """The figures of this call; meaningful once :attr:`complete`."""
+    @property
+    def streaming(self) -> bool:
+        return self.operation in STREAMING_OPERATIONS
+
+    def generation(self, *, text_in_repr: bool = False) -> Generation:
+        """The figures of this call, with its cost; meaningful once :attr:`complete`."""
+        generation = self._figures(text_in_repr)
+        return (
+            generation
+            if self.coster is None
+            else replace(generation, cost_usd=self.coster(generation))
+        )
+
+    def _figures(self, text_in_repr: bool) -> Generation:
         with self._lock:
             end = self.last_event_at if self.last_event_at is not None else self.sent_at
             total = (end - self.sent_at) * 1000.0
@@ -427,6 +369,9 @@ class CallRecord:
                 # send (signing, an adaptive rate-limiter wait) is in neither figure.
                 retry_wait_ms=(self.sent_at - (self.first_sent_at or self.sent_at)) * 1000.0,
                 started_at=self.started_at,
+                cache_read_input_tokens=answer.cache_read_input_tokens,
+                cache_write_input_tokens=answer.cache_write_input_tokens,
+                text_in_repr=text_in_repr,
             )
 
 

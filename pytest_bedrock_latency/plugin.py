@@ -1,7 +1,7 @@
 """pytest hooks and fixtures of pytest-bedrock-latency.
 
 Each hook hands off to the :class:`~.session.BedrockSession` kept in ``config.stash``;
-the logic lives there and in the pure modules it calls.
+the logic lives in the modules it coordinates.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 
 from . import settings as settings_module
 from .markers import MARKERS
-from .session import BedrockSession, CallLog
+from .run import CallLog
+from .session import BedrockSession
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -134,14 +135,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
-    bedrock = _session(config)
-    lines = bedrock.report().terminal_lines(config.get_verbosity()) if bedrock.results else []
-    if lines:
-        terminalreporter.section("bedrock latency")
-        for line in lines:
-            terminalreporter.line(line)
-    for message in config.stash.get(MESSAGES_KEY, []):
-        terminalreporter.line(message)
+    messages = config.stash.get(MESSAGES_KEY, [])
+    _session(config).summarize(terminalreporter, config.get_verbosity(), messages)
 
 
 # -- fixtures --------------------------------------------------------------------------------
@@ -177,9 +172,10 @@ def bedrock_runtime(request: pytest.FixtureRequest) -> object:
 @pytest.fixture
 def bedrock_calls(request: pytest.FixtureRequest) -> Sequence[Generation]:
     """The :class:`Generation` of every Bedrock call the test has completed so far."""
-    run = _session(request.config).run_for(request.node)
+    bedrock = _session(request.config)
+    run = bedrock.run_for(request.node)
     assert run is not None  # the fixture's name makes the session measure this test
-    return CallLog(run)
+    return CallLog(run, text_in_repr=bedrock.settings.report_text)
 
 
 @pytest.fixture

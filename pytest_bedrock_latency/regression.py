@@ -4,17 +4,23 @@ Protocol (statistics.md 5.4): the same request to both models back to back, in r
 order within the pair, on the same client settings; one warm-up pair discarded; looks at
 5/10/20/40 pairs; a failed request drops its pair (logged) and is never retried into the
 timing; up to ``concurrency`` pairs in flight.
+
+:func:`run_gate` is the whole gate of one test: which model is the candidate, which
+requests to replay, a live base or stored samples (a :class:`BaseSide`), and what to
+record with ``--bedrock-update-baseline``.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
+from . import __version__
 from .baseline_store import StoredRequest, StoredSample, request_key
 from .errors import BedrockCallError
 from .gate import (
@@ -27,11 +33,14 @@ from .gate import (
     end_to_end_split,
 )
 from .markers import RegressionGate
-from .measurement import CallRecord, Generation
+from .measurement import CallRecord, Generation, display_model
 from .stats import Decision, SequentialRule
 
 if TYPE_CHECKING:
+    from .base_model import BaseChoice
+    from .baseline_store import BaselineStore
     from .handle import ModelHandle
+    from .settings import TestSettings
 
 
 class CallBudget:
@@ -103,15 +112,71 @@ def _stored_sample(stored: StoredSample) -> Sample:
 
 
 Progress = Callable[[int, int], None]
+Replay = Callable[["ModelHandle", Request], Generation]
+
+
+class BaseSide(Protocol):
+    """What a gate compares the candidate against: a live base model or stored samples."""
+
+    model_id: str
+    source: str
+    stored: bool
+    calls_per_pair: int  # Bedrock invocations one pair costs (--bedrock-max-calls)
+    warmup_pairs: int  # pairs drawn and discarded before the first counted one
+
+    def order(self, candidate_first: bool) -> str:
+        """The pair's ``order`` label."""
+        ...
+
+    def sample(self, index: int, request: Request, replay: Replay) -> Sample:
+        """The base half of pair ``index`` for ``request``."""
+        ...
+
+
+class LiveBase:
+    """The base model called back to back with the candidate, in random order per pair."""
+
+    stored = False
+    calls_per_pair = 2
+    warmup_pairs = 1  # connection pool, TLS, a cold replica
+
+    def __init__(self, handle: ModelHandle, source: str) -> None:
+        self.handle = handle
+        self.model_id = handle.model_id
+        self.source = source
+
+    def order(self, candidate_first: bool) -> str:
+        return "candidate-first" if candidate_first else "base-first"
+
+    def sample(self, index: int, request: Request, replay: Replay) -> Sample:
+        return _sample(replay(self.handle, request))
+
+
+class StoredBase:
+    """Stored base samples per request key, paired with the candidate's by index: sound for
+    verbosity, subject to drift for latency, and labelled "stored"."""
+
+    stored = True
+    calls_per_pair = 1
+    warmup_pairs = 0
+    source = "stored samples"
+
+    def __init__(self, entries: Mapping[str, StoredRequest]) -> None:
+        if not entries:
+            raise ValueError("stored samples are needed for at least one request")
+        self.entries = entries
+        self.model_id = next(iter(entries.values())).model_id
+
+    def order(self, candidate_first: bool) -> str:
+        return "stored"
+
+    def sample(self, index: int, request: Request, replay: Replay) -> Sample:
+        samples = self.entries[request.key].samples
+        return _stored_sample(samples[index % len(samples)])
 
 
 class GateRun:
-    """One test's regression gate.
-
-    ``base`` is a live model handle, or ``None`` with ``stored`` samples per request key
-    (then each candidate sample is paired with a stored base sample by index: sound for
-    verbosity, subject to drift for latency, and labelled "stored").
-    """
+    """One test's regression gate: pairs of candidate and ``base`` samples until decided."""
 
     def __init__(
         self,
@@ -121,10 +186,7 @@ class GateRun:
         policy: str,
         concurrency: int,
         candidate: ModelHandle,
-        base: ModelHandle | None,
-        base_model_id: str,
-        base_source: str,
-        stored: Mapping[str, StoredRequest] | None = None,
+        base: BaseSide,
         calls: CallBudget | None = None,
         progress: Progress | None = None,
         rng: random.Random | None = None,
@@ -135,9 +197,6 @@ class GateRun:
         self.concurrency = concurrency
         self.candidate = candidate
         self.base = base
-        self.base_model_id = base_model_id
-        self.base_source = base_source
-        self.stored = stored or {}
         self.calls = calls or CallBudget(None)
         self.progress = progress
         self.rng = rng or random.Random()
@@ -157,28 +216,19 @@ class GateRun:
 
     def _pair(self, index: int, requests: Sequence[Request], candidate_first: bool) -> Pair:
         request = requests[index % len(requests)]
-        order = "candidate-first" if candidate_first else "base-first"
-        if self.base is None:
-            stored = self.stored[request.key].samples
-            return Pair(
-                request.key,
-                "stored",
-                _sample(self._call(self.candidate, request)),
-                _stored_sample(stored[index % len(stored)]),
-            )
-        first, second = (
-            (self.candidate, self.base) if candidate_first else (self.base, self.candidate)
-        )
-        a = self._call(first, request)
-        b = self._call(second, request)
-        cand, base = (a, b) if candidate_first else (b, a)
-        return Pair(request.key, order, _sample(cand), _sample(base))
+        if candidate_first:
+            cand = _sample(self._call(self.candidate, request))
+            base = self.base.sample(index, request, self._call)
+        else:
+            base = self.base.sample(index, request, self._call)
+            cand = _sample(self._call(self.candidate, request))
+        return Pair(request.key, self.base.order(candidate_first), cand, base)
 
     def _draw(
         self, pool: ThreadPoolExecutor, start: int, count: int, requests: Sequence[Request]
     ) -> tuple[list[Pair], list[str], bool]:
         """Draw ``count`` pairs; returns the pairs, the errors of dropped ones, and budget exhaustion."""
-        per_pair = 1 if self.base is None else 2
+        per_pair = self.base.calls_per_pair
         jobs = []
         exhausted = False
         for index in range(start, start + count):
@@ -209,9 +259,9 @@ class GateRun:
         with ThreadPoolExecutor(
             max_workers=self.concurrency, thread_name_prefix="bedrock-gate"
         ) as pool:
-            if self.base is not None:  # warm-up: connection pool, TLS, a cold replica
-                _, warm_errors, exhausted = self._draw(pool, 0, 1, requests)
-                warmup = 1
+            if self.base.warmup_pairs:
+                warmup = self.base.warmup_pairs
+                _, warm_errors, exhausted = self._draw(pool, 0, warmup, requests)
                 errors.extend(f"warm-up: {e}" for e in warm_errors)
             drawn = 0
             for look in schedule:
@@ -235,9 +285,9 @@ class GateRun:
         verdicts = self._verdicts(series, decisions, reason)
         return RegressionResult(
             candidate=self.candidate.model_id,
-            base=self.base_model_id,
-            base_source=self.base_source,
-            stored=self.base is None,
+            base=self.base.model_id,
+            base_source=self.base.source,
+            stored=self.base.stored,
             policy=self.policy,
             budget=self.budget,
             metrics=verdicts,
@@ -318,3 +368,123 @@ def stored_entry(
         recorded_at=recorded_at,
         samples=samples,
     )
+
+
+def candidate_of(records: Sequence[CallRecord], model: str | None) -> str | None:
+    """The gate's candidate: ``--bedrock-model``, else the one model the test completed calls to."""
+    if model:
+        return model
+    models = {r.model_id for r in records if r.complete}
+    return models.pop() if len(models) == 1 else None
+
+
+@dataclass
+class GateOutcome:
+    """What one test's gate produced: its failure lines and everything the test result keeps."""
+
+    lines: list[str]
+    result: RegressionResult | None = None
+    generations: list[Generation] = field(default_factory=list)
+    staged: dict[str, StoredRequest] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_gate(
+    gate: RegressionGate,
+    records: Sequence[CallRecord],
+    *,
+    nodeid: str,
+    model: str | None,
+    settings: TestSettings,
+    update_baseline: bool,
+    base_for: Callable[[str], BaseChoice],
+    store: BaselineStore | None,
+    handle: Callable[[str], ModelHandle],
+    calls: CallBudget,
+    keys_used: set[str],
+    region: str | None,
+    progress: Progress | None = None,
+) -> GateOutcome:
+    """Run one test's ``bedrock_regression`` gate on the requests it made.
+
+    ``handle`` gives an unpublished handle on a model; ``keys_used`` collects the stored
+    baseline keys the gate looks at (as it looks, so they count even if the gate breaks).
+    With ``update_baseline`` and a live base, the base's samples come back in ``staged``.
+    """
+    candidate = candidate_of(records, model)
+    if candidate is None:
+        models = sorted({r.model_id for r in records}) or ["none"]
+        return GateOutcome(
+            [
+                f"bedrock_regression: which model is the candidate? The test called {', '.join(models)}; "
+                "set --bedrock-model"
+            ]
+        )
+    requests = distinct_requests(records, candidate)
+    if not requests:
+        return GateOutcome(
+            [
+                f"bedrock_regression: the test made no completed call to the candidate "
+                f"{display_model(candidate)}, so there is nothing to compare"
+            ]
+        )
+    choice = base_for(candidate)
+    base: BaseSide
+    if choice.model_id is None:
+        stored: dict[str, StoredRequest] = {}
+        missing = []
+        for request in requests:
+            keys_used.add(request.key)
+            entry = store.lookup(nodeid, request.key) if store else None
+            if entry is None:
+                missing.append(request.key)
+            else:
+                stored[request.key] = entry
+        if missing or update_baseline:
+            hint = (
+                "record stored samples with --bedrock-update-baseline and a live base"
+                if not update_baseline
+                else "a live base is needed to record samples"
+            )
+            return GateOutcome(
+                [
+                    f"bedrock_regression: no base model for {display_model(candidate)}: {choice.problem} "
+                    f"({hint})"
+                ]
+            )
+        base = StoredBase(stored)
+    else:
+        if store is not None and not update_baseline:
+            # A live base is preferred; the stored entry is still in use all the same.
+            keys_used.update(request.key for request in requests)
+        base = LiveBase(handle(choice.model_id), choice.source)
+    runner = GateRun(
+        gate,
+        budget=settings.regression_budget,
+        policy=settings.regression_policy,
+        concurrency=settings.concurrency,
+        candidate=handle(candidate),
+        base=base,
+        calls=calls,
+        progress=progress,
+    )
+    result = runner.run(requests)
+    outcome = GateOutcome(
+        result.lines() if result.failed else [],
+        result,
+        runner.generations,
+        warnings=list(result.warnings()),
+    )
+    if update_baseline and not base.stored:
+        for request in requests:
+            entry = stored_entry(
+                result.pairs,
+                request,
+                base_model_id=base.model_id,
+                region=region,
+                plugin_version=__version__,
+                recorded_at=time.time(),
+            )
+            if entry.samples:
+                outcome.staged[request.key] = entry
+    return outcome

@@ -211,7 +211,8 @@ class Report:
         lines = ["## Bedrock latency", ""]
         rows = [
             [
-                f"`{_short_test(r.nodeid)}`",
+                # A "|" in a parametrised id would split the table's row.
+                f"`{_short_test(r.nodeid)}`".replace("|", "\\|"),
                 ", ".join(display_model(m) for m in r.models) or "-",
                 len(r.calls),
                 _num(r.figure("ttft_ms", 50)),
@@ -272,12 +273,25 @@ class Report:
                 failures.append(r.regression.lines()[0])
             for line in failures:
                 file = r.nodeid.split("::", 1)[0]
-                out.append(f"::error file={file},title={_short_test(r.nodeid)}::{_escape(line)}")
+                out.append(
+                    f"::error file={_escape_property(file)},"
+                    f"title={_escape_property(_short_test(r.nodeid))}::{_escape(line)}"
+                )
         return out
 
 
 def _escape(text: str) -> str:
+    """A workflow command's message, escaped as GitHub's toolkit does (``escapeData``)."""
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    """A workflow command's property value (``escapeProperty``): also ``:`` and ``,``.
+
+    Unescaped, a parametrised id such as ``test[a,b]`` would end the title at the comma
+    and ``::`` would end the properties.
+    """
+    return _escape(text).replace(":", "%3A").replace(",", "%2C")
 
 
 def _verdict_icon(result: TestResult) -> str:

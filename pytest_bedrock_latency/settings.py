@@ -1,7 +1,8 @@
 """Every run-wide setting of the plugin, and the one place that resolves them.
 
 Precedence is marker > command line > environment > ini > default (like pytest-timeout).
-Markers are per test and handled by :func:`effective`; the rest is :func:`resolve`.
+The run-wide part is :func:`resolve`; a test's markers go on top in :meth:`TestSettings.of`,
+built once per test, which is all code downstream reads.
 An invalid value is a :class:`SettingsError` whose message names where the value came
 from, so the user knows which file, variable or flag to fix.
 """
@@ -9,14 +10,32 @@ from, so the user knows which file, variable or flag to fix.
 from __future__ import annotations
 
 import math
+import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:  # markers.py imports this module
+    from .markers import TestBounds
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 POLICIES = ("strict", "lenient")
+
+# Upper bounds: a value above one of these is a typo or a misunderstanding, never a plan, and
+# would otherwise mean hours of paid calls, thousands of threads or a timeout that overflows
+# the socket layer. Markers share them (markers.py imports these).
+MAX_BUDGET = 1000  # pairs per gate: 2000 paid calls per request; the default is 40
+MAX_CONCURRENCY = 1024  # pairs in flight; each is a thread and two pooled connections
+MAX_TIMEOUT_S = 3600.0  # one Bedrock call; the longest answers take minutes
+MAX_LATENCY_SCALE = 1000.0
+MAX_MAX_TOKENS = 1_000_000  # above every model's output limit
+
+# botocore's own check of a region name (a DNS label); anything else fails inside boto3.
+_REGION_NAME = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 
 
 class SettingsError(ValueError):
@@ -66,11 +85,44 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _at_most(parse: Callable[[str], N], limit: float, unit: str = "") -> Callable[[str], N]:
+    """``parse``, then refuse values above ``limit`` (the message says the limit)."""
+
+    def parse_bounded(raw: str) -> N:
+        value = parse(raw)
+        if value > limit:
+            raise ValueError(f"must be at most {limit:g}{unit}, got {raw.strip()}")
+        return value
+
+    return parse_bounded
+
+
 def _budget(raw: str) -> int:
-    value = _positive_int(raw)
+    value = _at_most(_positive_int, MAX_BUDGET, " pairs")(raw)
     if value < 5:
         raise ValueError(
             f"must be at least 5 pairs (the first look of the sequential rule), got {value}"
+        )
+    return value
+
+
+def _region(raw: str) -> str:
+    value = _text(raw)
+    if not _REGION_NAME.match(value):
+        raise ValueError(f"{value!r} is not an AWS region name (e.g. us-east-1)")
+    return value
+
+
+def _url(raw: str) -> str:
+    value = _text(raw)
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not an http(s) URL (e.g. https://bedrock-runtime.us-east-1.amazonaws.com)"
         )
     return value
 
@@ -130,11 +182,12 @@ OPTIONS: tuple[Option, ...] = (
         env="BEDROCK_BASELINE_MODEL_ID",
         metavar="MODEL_ID",
     ),
-    Option("region", "AWS region of Bedrock", env="AWS_REGION", metavar="REGION"),
+    Option("region", "AWS region of Bedrock", parse=_region, env="AWS_REGION", metavar="REGION"),
     Option("aws_profile", "AWS named profile for credentials", env="AWS_PROFILE", metavar="NAME"),
     Option(
         "endpoint_url",
         "Bedrock Runtime endpoint URL",
+        parse=_url,
         env="AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
         metavar="URL",
     ),
@@ -154,7 +207,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_tokens",
         "default maxTokens for calls through the model handle",
-        parse=_positive_int,
+        parse=_at_most(_positive_int, MAX_MAX_TOKENS),
         metavar="N",
     ),
     Option("report", "write the JSON report to this path", is_path=True, metavar="PATH"),
@@ -168,13 +221,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "latency_scale",
         "multiply every latency bound by this factor (slower regions, shared runners)",
-        parse=_positive_float,
+        parse=_at_most(_positive_float, MAX_LATENCY_SCALE),
         default=1.0,
         metavar="FACTOR",
     ),
     Option(
         "regression_budget",
-        "most pairs a bedrock_regression gate may draw per request",
+        f"most pairs a bedrock_regression gate may draw per request (5 to {MAX_BUDGET})",
         parse=_budget,
         default=40,
         metavar="PAIRS",
@@ -188,8 +241,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "concurrency",
-        "pairs in flight at once in a regression gate",
-        parse=_positive_int,
+        f"pairs in flight at once in a regression gate (at most {MAX_CONCURRENCY})",
+        parse=_at_most(_positive_int, MAX_CONCURRENCY),
         default=4,
         metavar="N",
     ),
@@ -214,8 +267,8 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "timeout",
-        "fail a Bedrock call that takes longer than this",
-        parse=_positive_float,
+        f"fail a Bedrock call that takes longer than this (at most {MAX_TIMEOUT_S:g})",
+        parse=_at_most(_positive_float, MAX_TIMEOUT_S, " seconds"),
         metavar="SECONDS",
     ),
     Option(
@@ -320,3 +373,34 @@ def resolve(
 def effective(marker_value: T | None, run_value: T) -> T:
     """A marker argument beats the run-wide setting (the top of the precedence order)."""
     return run_value if marker_value is None else marker_value
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """What one test runs with: its markers' arguments over the run-wide settings.
+
+    Built once when the test starts (as pytest-timeout resolves an item's settings once)
+    and read by everything downstream, so "marker beats run setting" lives only here.
+    """
+
+    latency_scale: float
+    timeout: float | None
+    max_tokens: int | None
+    regression_budget: int
+    regression_policy: str
+    concurrency: int
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    @classmethod
+    def of(cls, settings: Settings, bounds: TestBounds) -> TestSettings:
+        """The test's settings from the run's and the test's markers."""
+        gate = bounds.regression
+        return cls(
+            latency_scale=settings.latency_scale,
+            timeout=settings.timeout,
+            max_tokens=settings.max_tokens,
+            regression_budget=effective(gate.budget if gate else None, settings.regression_budget),
+            regression_policy=effective(gate.policy if gate else None, settings.regression_policy),
+            concurrency=settings.concurrency,
+        )

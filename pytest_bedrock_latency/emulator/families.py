@@ -27,6 +27,7 @@ __all__ = [
     "native_stream_end",
     "native_stream_start",
     "parse_native_request",
+    "served_model_id",
 ]
 
 
@@ -57,6 +58,23 @@ class Answer:
 
 
 _REGION_PREFIX = re.compile(r"^(us|eu|apac|us-gov|ca|jp|au|global)\.")
+
+
+_INFERENCE_PROFILE_ARN = re.compile(
+    r"^arn:aws[\w-]*:bedrock:[^:]*:\d*:inference-profile/(?P<id>.+)$"
+)
+
+
+def served_model_id(model_id: str) -> str:
+    """The model a system-defined cross-region inference profile runs, else ``model_id``.
+
+    ``us.anthropic.claude-3-haiku-20240307-v1:0``, ``global.anthropic.claude-sonnet-4-6`` and
+    their ``arn:aws:bedrock:<region>:<account>:inference-profile/...`` ARNs name the model
+    after the geography prefix.
+    """
+    match = _INFERENCE_PROFILE_ARN.match(model_id)
+    ident = match.group("id") if match else model_id
+    return _REGION_PREFIX.sub("", ident)
 
 
 def family_from_model_id(model_id: str) -> str | None:
@@ -141,7 +159,11 @@ def parse_native_request(family: str, body: bytes) -> NativeRequest:
         raise RequestValidationError(f"Unsupported model family {family!r}.")
     try:
         doc = json.loads(body.decode("utf-8") or "null")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (
+        UnicodeDecodeError,
+        ValueError,
+        RecursionError,
+    ):  # ValueError: JSONDecodeError, huge ints
         raise _malformed("#: body is not valid JSON") from None
     if not isinstance(doc, Mapping):
         raise _malformed("#: expected type: JSONObject")

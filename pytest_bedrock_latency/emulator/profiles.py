@@ -23,13 +23,15 @@ chain (root first), then the profile's own fields.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
+import math
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
+
+from ..modelkeys import KeyMatcher
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -68,6 +70,13 @@ FIELDS: tuple[str, ...] = (
     "stream_error_rate",
     "outlier_rate",
     "outlier_factor",
+    "prefill_ms_per_1k_input_tokens",
+    "cache_ttl_s",
+    "cached_prefill_factor",
+    "tool_use_rate",
+    "reasoning_tokens",
+    "guardrail_intervention_rate",
+    "max_output_tokens",
     "seed",
 )
 
@@ -87,6 +96,13 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "stream_error_rate": 0.0,
     "outlier_rate": 0.0,
     "outlier_factor": 3.0,
+    "prefill_ms_per_1k_input_tokens": 0.0,
+    "cache_ttl_s": 300.0,
+    "cached_prefill_factor": 0.3,
+    "tool_use_rate": 0.8,
+    "reasoning_tokens": 200.0,
+    "guardrail_intervention_rate": 0.0,
+    "max_output_tokens": 4096,
     "seed": 0,
 }
 
@@ -106,7 +122,33 @@ _RULES: Mapping[str, tuple[str, str]] = {
     "stream_error_rate": ("rate", "a number between 0 and 1"),
     "outlier_rate": ("rate", "a number between 0 and 1"),
     "outlier_factor": ("pos", "a number > 0"),
+    "prefill_ms_per_1k_input_tokens": ("nonneg", "a number >= 0"),
+    "cache_ttl_s": ("pos", "a number > 0"),
+    "cached_prefill_factor": ("rate", "a number between 0 and 1"),
+    "tool_use_rate": ("rate", "a number between 0 and 1"),
+    "reasoning_tokens": ("nonneg", "a number >= 0"),
+    "guardrail_intervention_rate": ("rate", "a number between 0 and 1"),
+    "max_output_tokens": ("int1", "an integer >= 1"),
     "seed": ("int", "an integer"),
+}
+
+# Upper (and, where > 0 is not enough, lower) bounds: beyond them a value is a typo or would
+# make a request sleep for days, overflow, or never finish. README's profile table lists them.
+_BOUNDS: Mapping[str, tuple[float, float]] = {
+    "ttft_ms": (0, 600_000),
+    "ms_per_token": (0, 60_000),
+    "jitter": (0, 10),
+    "answer_tokens": (1, 1e9),
+    "prompt_spread": (0, 10),
+    "answer_tokens_spread": (0, 10),
+    "tokens_per_chunk": (1, 10_000),
+    "optimized_speedup": (0.01, 100),
+    "outlier_factor": (0.01, 1_000),
+    "max_output_tokens": (1, 1_000_000),
+    "prefill_ms_per_1k_input_tokens": (0, 60_000),
+    "cache_ttl_s": (0.001, 86_400),
+    "reasoning_tokens": (0, 1_000_000),
+    "seed": (-(2**63), 2**63 - 1),
 }
 
 ProfileSource = Union[str, "os.PathLike[str]", Mapping[str, Any], "ProfileSet", None]
@@ -135,6 +177,13 @@ class Profile:
     stream_error_rate: float
     outlier_rate: float
     outlier_factor: float
+    prefill_ms_per_1k_input_tokens: float
+    cache_ttl_s: float
+    cached_prefill_factor: float
+    tool_use_rate: float
+    reasoning_tokens: float
+    guardrail_intervention_rate: float
+    max_output_tokens: int
     seed: int
 
     def fields(self) -> dict[str, Any]:
@@ -170,17 +219,24 @@ def _check_field(where: str, name: str, value: Any) -> Any:
             raise fail("one of " + ", ".join(FAMILIES))
         return value
     kind, expect = _RULES[name]
+    low, high = _BOUNDS.get(name, (-math.inf, math.inf))
+
+    def out_of_bounds() -> ProfileError:
+        return fail(f"a number from {low:g} to {high:g}")
+
     if kind in ("int1", "int"):
         if not isinstance(value, int) or isinstance(value, bool):
             raise fail(expect)
         if kind == "int1" and value < 1:
             raise fail(expect)
+        if not low <= value <= high:
+            raise out_of_bounds()
         return int(value)
     if not _is_number(value):
         raise fail(expect)
     number = float(value)
-    if number != number:  # NaN
-        raise fail(expect)
+    if not math.isfinite(number):  # NaN never compares; inf would make a sleep never end
+        raise fail(expect.replace("a number", "a finite number", 1))
     if kind == "nonneg" and number < 0:
         raise fail(expect)
     if kind == "pos" and number <= 0:
@@ -189,6 +245,8 @@ def _check_field(where: str, name: str, value: Any) -> Any:
         raise fail(expect)
     if kind == "rate" and not 0.0 <= number <= 1.0:
         raise fail(expect)
+    if not low <= number <= high:
+        raise out_of_bounds()
     return number
 
 
@@ -202,10 +260,6 @@ def _check_table(where: str, table: Any, allow_like: bool = True) -> dict[str, A
             raise ProfileError(f'{where}: unknown field "{name}" (allowed: {", ".join(allowed)})')
         out[name] = _check_field(where, name, value)
     return out
-
-
-def _is_glob(key: str) -> bool:
-    return any(ch in key for ch in "*?[")
 
 
 class ProfileSet:
@@ -228,8 +282,7 @@ class ProfileSet:
             raw[key] = _check_table(f'{source}: model "{key}"', table)
         self._raw = raw
         self._profiles: dict[str, Profile] = {key: self._resolve(key) for key in raw}
-        # Longest glob first, so "the longest pattern wins" is a linear scan.
-        self._globs = sorted((k for k in raw if _is_glob(k)), key=lambda k: (-len(k), k))
+        self._matcher = KeyMatcher(raw)
 
     def _resolve(self, key: str) -> Profile:
         chain: list[str] = []
@@ -267,12 +320,8 @@ class ProfileSet:
 
     def match_glob(self, model_id: str, include_star: bool = True) -> Profile | None:
         """The longest glob key matching ``model_id``; the bare ``"*"`` only if ``include_star``."""
-        for pattern in self._globs:
-            if pattern == "*" and not include_star:
-                continue
-            if fnmatch.fnmatchcase(model_id, pattern):
-                return self._profiles[pattern]
-        return None
+        pattern = self._matcher.glob(model_id, include_star)
+        return self._profiles[pattern] if pattern is not None else None
 
     def match(self, model_id: str) -> Profile | None:
         """Exact key first, then the longest matching glob."""
@@ -348,6 +397,10 @@ def load_profiles(source: ProfileSource = None) -> ProfileSet:
         raise ProfileError(f"{name}: no such profile file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{name}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"{name}: not UTF-8 text (byte {exc.start}); TOML profile files must be UTF-8"
+        ) from None
     except OSError as exc:
         raise ProfileError(f"{name}: cannot read: {exc.strerror}") from None
     return _from_document(doc, name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -440,9 +441,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(
         EXAMPLES, root / "examples", ignore=shutil.ignore_patterns("__pycache__", ".bedrock*")
     )
-    bin_dir = root / "bin"  # the workflow says `python`: make it this interpreter
+    # The workflow says `python`: make it this interpreter. A wrapper that execs it, not a
+    # symlink: started through a symlink outside the venv, Python finds no pyvenv.cfg beside
+    # it and runs as the base interpreter, without this project installed.
+    bin_dir = root / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python").symlink_to(sys.executable)
+    wrapper = bin_dir / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
     return root
 
 

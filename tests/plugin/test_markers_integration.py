@@ -144,7 +144,10 @@ def test_ttft_of_calls_that_did_not_stream_is_not_measured(
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            f"bedrock_latency: TTFT ms p50 not measured: needs streamed calls (stream=True) (model {MODEL}, 1 call)",
+            "bedrock_latency: TTFT ms p50 not measured: the call was non-streaming (Converse), "
+            "which has no first token or per-token times; stream the answer (ConverseStream / "
+            "InvokeModelWithResponseStream, stream=True on bedrock_model) or bound max_total_ms "
+            f"instead (model {MODEL}, 1 call)",
         ]
     )
 

@@ -222,7 +222,8 @@ def test_corrupt_json_names_file_and_is_never_overwritten(tmp_path: Path) -> Non
     with pytest.raises(BaselineFileError, match="not valid JSON"):
         store.save()
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    # Nothing but the file and its (empty) lock file: no temporary file left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".lock"]
 
 
 def test_file_corrupted_after_load_is_not_overwritten(tmp_path: Path) -> None:
@@ -451,3 +452,111 @@ def test_request_key_rejects_unhashable_values() -> None:
         request_key("InvokeModel", {"body": io.BytesIO(b"{}")})
     with pytest.raises(TypeError, match="non-finite"):
         request_key("Converse", {"inferenceConfig": {"temperature": float("nan")}})
+
+
+# ------------------------------------------------------------------ locking, pruning, hostile files
+
+
+def test_deeply_nested_json_is_a_file_error_not_recursion(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    path.write_text(
+        '{"plugin": "pytest-bedrock-latency", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    before = path.read_bytes()
+    with pytest.raises(BaselineFileError, match="nested too deeply") as info:
+        BaselineStore.load(path)
+    assert str(path) in str(info.value)
+    store = BaselineStore(path)
+    store.record(TEST_A, "k", _request(1))
+    with pytest.raises(BaselineFileError, match="nested too deeply"):
+        store.save()
+    assert path.read_bytes() == before
+
+
+def test_save_removes_temporaries_of_a_killed_write(tmp_path: Path) -> None:
+    path = tmp_path / ".bedrock-baseline.json"
+    _write(path, _valid_document())
+    stale = tmp_path / ".bedrock-baseline.json.abc123.tmp"
+    stale.write_text('{"half": ')  # what a SIGKILL between write and rename leaves
+    unrelated = tmp_path / ".other.json.abc123.tmp"
+    unrelated.write_text("not ours")
+    store = BaselineStore.load(path)
+    store.record(TEST_B, "k2", _request(1))
+    assert store.save()
+    assert not stale.exists()
+    assert unrelated.exists()
+    assert set(json.loads(path.read_text())["tests"]) == {TEST_A, TEST_B}
+
+
+def test_save_waits_for_the_lock_and_merges_what_the_holder_wrote(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    path = tmp_path / "b.json"
+    store = BaselineStore.load(path)  # loaded before the other run saved: the lost-update race
+    store.record(TEST_B, "k2", _request(1))
+    holder = FileLock(tmp_path / ".b.json.lock")
+    holder.acquire()
+    done = threading.Event()
+
+    def save() -> None:
+        store.save()
+        done.set()
+
+    thread = threading.Thread(target=save)
+    thread.start()
+    try:
+        assert not done.wait(0.3)  # blocked on the lock, not writing
+        _write(path, _valid_document())  # the holder (another run) writes TEST_A meanwhile
+    finally:
+        holder.release()
+    thread.join(10)
+    assert done.is_set()
+    assert set(json.loads(path.read_text())["tests"]) == {TEST_A, TEST_B}
+
+
+def test_lock_held_too_long_is_a_file_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from filelock import FileLock
+
+    monkeypatch.setattr("pytest_bedrock_latency.atomicio.LOCK_TIMEOUT_S", 0.2)
+    path = tmp_path / "b.json"
+    store = BaselineStore.load(path)
+    store.record(TEST_A, "k1", _request(1))
+    holder = FileLock(tmp_path / ".b.json.lock")
+    holder.acquire()
+    errors: list[BaseException] = []
+
+    def save() -> None:
+        try:
+            store.save()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=save)
+    thread.start()
+    thread.join(30)
+    holder.release()
+    assert errors and isinstance(errors[0], BaselineFileError)
+    assert "lock" in str(errors[0]) and not path.exists()
+    assert store.dirty  # still staged: nothing claims it was written
+
+
+def test_prune_stale_drops_unused_entries_of_rerecorded_tests_only(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    document = _valid_document()
+    document["tests"][TEST_A]["old-prompt"] = _request(1).to_json()
+    document["tests"][TEST_B] = {"k3": _request(1).to_json()}  # a test this run did not run
+    _write(path, document)
+    store = BaselineStore.load(path)
+    store.record(TEST_A, "k1", _request(3))
+    assert store.prune_stale() == [(TEST_A, "old-prompt")]
+    # Another run adds an entry to TEST_A meanwhile: not this session's to prune.
+    concurrent = json.loads(path.read_text())
+    concurrent["tests"][TEST_A]["added-meanwhile"] = _request(1).to_json()
+    _write(path, concurrent)
+    assert store.save()
+    tests = json.loads(path.read_text())["tests"]
+    assert sorted(tests[TEST_A]) == ["added-meanwhile", "k1"]
+    assert sorted(tests[TEST_B]) == ["k3"]
+    assert store.unused() == sorted([(TEST_A, "added-meanwhile"), (TEST_B, "k3")])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from pytest_bedrock_latency.evaluate import Check, check_latency, check_length
+from pytest_bedrock_latency.evaluate import Check, check_latency, check_length, check_timeout
 from pytest_bedrock_latency.markers import LatencyBounds, LengthBounds
 from pytest_bedrock_latency.measurement import Generation, display_model
 
@@ -155,8 +156,19 @@ def test_ttft_not_measured_for_calls_that_did_not_stream() -> None:
     (check,) = check_latency(LatencyBounds(max_ttft_ms=300), calls)
     assert not check.ok and check.observed is None
     assert check.line == (
-        "bedrock_latency: TTFT ms p50 not measured: needs streamed calls (stream=True) (model support-v3, 2 calls)"
+        "bedrock_latency: TTFT ms p50 not measured: all 2 calls were non-streaming (Converse), "
+        "which has no first token or per-token times; stream the answer (ConverseStream / "
+        "InvokeModelWithResponseStream, stream=True on bedrock_model) or bound max_total_ms "
+        "instead (model support-v3, 2 calls)"
     )
+
+
+def test_ms_per_token_of_non_streaming_calls_names_the_fix() -> None:
+    calls = [gen(None, ttft_ms=None, operation="InvokeModel"), gen(None, ttft_ms=None)]
+    calls[1] = dataclasses.replace(calls[1], operation="Converse")
+    (check,) = check_latency(LatencyBounds(max_ms_per_token=30), calls)
+    assert "all 2 calls were non-streaming (Converse, InvokeModel)" in check.line
+    assert "or bound max_total_ms instead" in check.line
 
 
 def test_ms_per_token_not_measured_for_one_token_answers() -> None:
@@ -243,3 +255,19 @@ def test_check_json() -> None:
 )
 def test_display_model(model_id: str, shown: str) -> None:
     assert display_model(model_id) == shown
+
+
+def test_timeout_fails_once_naming_the_slowest_call() -> None:
+    calls = [gen(total_ms=900.0), gen(total_ms=2500.0), gen(total_ms=1200.0)]
+    assert check_timeout(3.0, calls) == []
+    (check,) = check_timeout(1.0, calls)
+    assert (check.marker, check.observed, check.limit, check.ok) == (
+        "bedrock_timeout",
+        2500.0,
+        1000.0,
+        False,
+    )
+    assert check.line == (
+        "bedrock timeout: 2 call(s) took longer than --bedrock-timeout 1s "
+        f"(slowest 2.5s, model {display_model(ARN)})"
+    )

@@ -13,6 +13,7 @@ from pytest_bedrock_latency.markers import (
     LatencyBounds,
     LengthBounds,
     MarkerError,
+    MarkLevel,
     RegressionGate,
     TestBounds,
     parse_markers,
@@ -28,8 +29,13 @@ class Mark:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+def levels(*marks: Mark) -> list[MarkLevel]:
+    """Marks all given on the test function."""
+    return [MarkLevel("the function", marks)]
+
+
 def parse(name: str, *args: Any, **kwargs: Any) -> TestBounds:
-    return parse_markers(TEST, [Mark(name, args, kwargs)])
+    return parse_markers(TEST, levels(Mark(name, args, kwargs)))
 
 
 def error(name: str, *args: Any, **kwargs: Any) -> str:
@@ -53,12 +59,12 @@ def test_latency_marker_becomes_a_frozen_dataclass() -> None:
 def test_length_and_regression_markers() -> None:
     bounds = parse_markers(
         TEST,
-        [
+        levels(
             Mark("bedrock_length", kwargs={"max_tokens": 250, "min_tokens": 5}),
             Mark(
                 "bedrock_regression", kwargs={"max_slowdown": 1.2, "budget": 5, "policy": "lenient"}
             ),
-        ],
+        ),
     )
     assert bounds.length == LengthBounds(max_tokens=250, min_tokens=5)
     assert bounds.regression == RegressionGate(max_slowdown=1.2, budget=5, policy="lenient")
@@ -87,16 +93,62 @@ def test_other_markers_are_ignored_and_the_closest_mark_wins() -> None:
     bounds = parse_markers(
         TEST,
         [
-            Mark("parametrize", ("q", [1, 2])),
-            Mark("bedrock_latency", kwargs={"max_ttft_ms": 100}),  # on the function: closest
-            Mark("bedrock_latency", kwargs={"max_ttft_ms": 900}),  # on the class or module
+            MarkLevel("pytest.param", ()),
+            MarkLevel(
+                "the function",
+                (
+                    Mark("parametrize", ("q", [1, 2])),
+                    Mark("bedrock_latency", kwargs={"max_ttft_ms": 100}),  # closest
+                ),
+            ),
+            MarkLevel("class TestX", (Mark("bedrock_latency", kwargs={"max_ttft_ms": 900}),)),
         ],
     )
     assert bounds.latency is not None and bounds.latency.max_ttft_ms == 100
 
 
+def test_two_markers_of_one_name_at_one_level_are_an_error() -> None:
+    with pytest.raises(MarkerError) as info:
+        parse_markers(
+            TEST,
+            levels(
+                Mark("bedrock_length", kwargs={"max_tokens": 5}),
+                Mark("bedrock_length", kwargs={"max_words": 3}),
+            ),
+        )
+    message = str(info.value)
+    assert message.startswith(TEST)
+    assert "given twice on the function" in message
+    assert "max_tokens=5" in message and "max_words=3" in message
+
+
+def test_a_farther_marker_is_validated_even_when_overridden() -> None:
+    with pytest.raises(MarkerError, match="percentile must be a number"):
+        parse_markers(
+            TEST,
+            [
+                MarkLevel("the function", (Mark("bedrock_latency", kwargs={"max_ttft_ms": 1}),)),
+                MarkLevel(
+                    "module m.py",
+                    (Mark("bedrock_latency", kwargs={"max_ttft_ms": 1, "percentile": 0}),),
+                ),
+            ],
+        )
+
+
+@pytest.mark.parametrize("name", ["max_slowdown", "max_verbosity", "max_ttft_slowdown"])
+def test_a_none_tolerance_is_an_error_not_a_crash(name: str) -> None:
+    message = error("bedrock_regression", **{name: None})
+    assert f"{name} must be a ratio of at least 1.0, got None" in message
+    assert "leave it out for the default" in message
+
+
+def test_budget_above_the_upper_bound_is_an_error() -> None:
+    assert "at most 1000 pairs" in error("bedrock_regression", budget=1_000_000)
+
+
 def test_no_bedrock_marker_means_no_bounds() -> None:
-    bounds = parse_markers(TEST, [Mark("slow")])
+    bounds = parse_markers(TEST, levels(Mark("slow")))
     assert bounds == TestBounds() and not bounds.any and bounds.to_json() == {}
 
 

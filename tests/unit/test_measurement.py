@@ -680,9 +680,24 @@ def test_generation_is_frozen_with_the_documented_fields() -> None:
         "attempts",
         "retry_wait_ms",
         "started_at",
+        "cache_read_input_tokens",
+        "cache_write_input_tokens",
+        "cost_usd",
+        "text_in_repr",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):
         g.text = "changed"  # type: ignore[misc]
+
+
+def test_generation_repr_shows_the_length_of_the_text_not_the_text() -> None:
+    g = dataclasses.replace(sample_generation(), text="a secret answer")
+    assert "secret" not in repr(g)
+    assert "text=<15 chars>" in repr(g) and "output_tokens=3" in repr(g)
+    assert "text_in_repr" not in repr(g)
+    shown = dataclasses.replace(g, text_in_repr=True)
+    assert "text='a secret answer'" in repr(shown)
+    assert shown == g  # the flag is presentation, not data
+    assert "text_in_repr" not in g.to_json(include_text=True)
 
 
 def test_generation_json_has_text_only_when_asked_and_round_trips() -> None:

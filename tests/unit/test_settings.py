@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from pytest_bedrock_latency.settings import OPTIONS, Settings, SettingsError, effective, resolve
+from pytest_bedrock_latency.markers import RegressionGate, TestBounds
+from pytest_bedrock_latency.settings import (
+    OPTIONS,
+    Settings,
+    SettingsError,
+    TestSettings,
+    effective,
+    resolve,
+)
 
 INVOCATION = Path("/work/run")
 INI_DIR = Path("/repo")
@@ -281,3 +289,76 @@ def test_default_baseline_file_sits_next_to_the_ini_file_or_in_the_invocation_di
         settings({"bedrock_baseline_file": "b.json"}).baseline_file
         == (INVOCATION / "b.json").resolve()
     )
+
+
+def test_a_tests_settings_take_its_marker_over_the_run() -> None:
+    run = Settings(regression_budget=40, regression_policy="strict", timeout=3.0, max_tokens=64)
+    gated = TestSettings.of(run, TestBounds(regression=RegressionGate(budget=10, policy="lenient")))
+    assert (gated.regression_budget, gated.regression_policy) == (10, "lenient")
+    assert (gated.timeout, gated.max_tokens, gated.concurrency) == (3.0, 64, 4)
+    plain = TestSettings.of(run, TestBounds(regression=RegressionGate()))
+    assert (plain.regression_budget, plain.regression_policy) == (40, "strict")
+    assert TestSettings.of(run, TestBounds()).regression_budget == 40
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("bedrock_timeout", "1e308", "--bedrock-timeout: must be at most 3600 seconds, got 1e308"),
+        (
+            "bedrock_regression_budget",
+            "1000000",
+            "--bedrock-regression-budget: must be at most 1000 pairs, got 1000000",
+        ),
+        (
+            "bedrock_concurrency",
+            "100000",
+            "--bedrock-concurrency: must be at most 1024, got 100000",
+        ),
+        (
+            "bedrock_max_tokens",
+            "99999999999",
+            "--bedrock-max-tokens: must be at most 1e+06, got 99999999999",
+        ),
+        (
+            "bedrock_latency_scale",
+            "1e300",
+            "--bedrock-latency-scale: must be at most 1000, got 1e300",
+        ),
+    ],
+)
+def test_numbers_above_their_documented_bound_are_errors(
+    flag: str, value: str, expected: str
+) -> None:
+    assert failure({flag: value}) == expected
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    s = settings(
+        {
+            "bedrock_timeout": "3600",
+            "bedrock_regression_budget": "1000",
+            "bedrock_concurrency": "1024",
+        }
+    )
+    assert (s.timeout, s.regression_budget, s.concurrency) == (3600.0, 1000, 1024)
+
+
+def test_a_region_that_is_no_region_name_names_the_variable() -> None:
+    assert failure(environ={"AWS_REGION": "not a region"}) == (
+        "environment variable AWS_REGION: 'not a region' is not an AWS region name (e.g. us-east-1)"
+    )
+    assert settings(environ={"AWS_REGION": "eu-central-1"}).region == "eu-central-1"
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://host", "http://", "http://host:port"])
+def test_an_endpoint_that_is_no_url_names_the_variable(url: str) -> None:
+    message = failure(environ={"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url})
+    assert message.startswith(
+        f"environment variable AWS_ENDPOINT_URL_BEDROCK_RUNTIME: {url!r} is not an http(s) URL"
+    )
+
+
+def test_endpoint_urls_with_ports_and_paths_are_accepted() -> None:
+    url = "http://127.0.0.1:8080/bedrock"
+    assert settings({"bedrock_endpoint_url": url}).endpoint_url == url

@@ -1,0 +1,198 @@
+"""Where the session's Bedrock calls go, and what is missing to make them.
+
+:class:`BedrockTarget` owns the embedded emulator (when asked for), the environment it
+points the process at, the plugin's clients, and the one-line hint a failed call ends
+with. It also answers "can a Bedrock test run here?" for :meth:`BedrockTarget.require`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .errors import CallFailures
+from .settings import Settings
+
+# boto3, botocore and moto cost a few hundred milliseconds to import; a run whose tests
+# never touch Bedrock must not pay that, so they are imported where used.
+if TYPE_CHECKING:
+    from .clients import Clients, Target
+    from .emulator import Emulator
+    from .handle import ModelHandle
+    from .instrument import Instrumentation
+    from .measurement import CallRecord
+
+
+class EnvironmentPatch:
+    """Environment variables set for the session and restored exactly afterwards."""
+
+    def __init__(self, environ: MutableMapping[str, str]) -> None:
+        self._environ = environ
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, name: str, value: str) -> None:
+        self._saved.setdefault(name, self._environ.get(name))
+        self._environ[name] = value
+
+    def restore(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                self._environ.pop(name, None)
+            else:
+                self._environ[name] = value
+        self._saved.clear()
+
+
+def has_credentials() -> bool:
+    """Whether boto3 finds credentials of its own (then the emulator's dummy keys are not set)."""
+    import boto3
+
+    try:
+        return boto3.Session().get_credentials() is not None
+    except Exception:  # a broken profile: our dummy keys would not be used anyway
+        return True
+
+
+class BedrockTarget:
+    """The emulator, the environment, the clients and the failure hint of one session."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.environment = EnvironmentPatch(os.environ)
+        self.emulator: Emulator | None = None
+        self._own_emulator = False
+        self.clients: Clients | None = None
+        self._failures: CallFailures | None = None
+        self._problems: list[str] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def target(self) -> Target | None:
+        """Where the clients send, once :meth:`start` ran."""
+        return self.clients.target if self.clients else None
+
+    def start(self) -> None:
+        """Start the embedded emulator when asked for and point the process at it."""
+        from .clients import Clients, Target
+
+        settings = self.settings
+        if settings.emulator:
+            from .emulator import Emulator, ProfileError
+
+            try:
+                self.emulator = Emulator(profiles=settings.emulator_profiles).start()
+            except (ProfileError, OSError) as error:
+                raise pytest.UsageError(f"--bedrock-emulator: {error}") from None
+            self._own_emulator = True
+            url = self.emulator.url
+            # Every client of the process, the application's included, follows these.
+            self.environment.set("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
+            self.environment.set("AWS_ENDPOINT_URL_BEDROCK", url)
+            if not has_credentials():
+                self.environment.set("AWS_ACCESS_KEY_ID", "testing")
+                self.environment.set("AWS_SECRET_ACCESS_KEY", "testing")
+            if not (
+                os.environ.get("AWS_REGION")
+                or os.environ.get("AWS_DEFAULT_REGION")
+                or settings.region
+            ):
+                self.environment.set("AWS_REGION", "us-east-1")
+                self.environment.set("AWS_DEFAULT_REGION", "us-east-1")
+        endpoint = self.emulator.url if self.emulator else settings.endpoint_url
+        region = (
+            settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        )
+        target = Target(
+            region,
+            settings.aws_profile,
+            endpoint,
+            self.emulator is not None,
+            settings.timeout,
+            pool_size=max(10, 2 * settings.concurrency + 2),
+        )
+        self.clients = Clients(target)
+        self._failures = CallFailures(
+            f"The emulator at {endpoint} has no profile for this model: add one to the file given "
+            'with --bedrock-emulator-profiles (a glob or a "*" profile covers many).'
+            if self.emulator is not None
+            else f"Check credentials, region and model access for {target.describe()}; "
+            "or run offline with --bedrock-emulator."
+        )
+
+    def stop(self) -> None:
+        """Restore the environment and stop an emulator this session started."""
+        self.environment.restore()
+        if self.emulator is not None and self._own_emulator:
+            self.emulator.stop()
+        self.emulator = None
+
+    def emulator_for_fixture(self) -> Emulator:
+        """The session's emulator; started on first use when ``--bedrock-emulator`` is off."""
+        from .emulator import Emulator
+
+        with self._lock:
+            if self.emulator is None:
+                self.emulator = Emulator(profiles=self.settings.emulator_profiles).start()
+                self._own_emulator = True
+            return self.emulator
+
+    def require(self, *, need_model: bool) -> None:
+        """Skip (or fail with ``--bedrock-require``) when Bedrock cannot be reached."""
+        __tracebackhide__ = True
+        problems: list[str] = []
+        if need_model and not self.settings.model:
+            problems.append("--bedrock-model is not set")
+        if self._problems is None:
+            assert self.clients is not None
+            self._problems = self.clients.problems()
+        problems.extend(self._problems)
+        if not problems:
+            return
+        message = "; ".join(problems)
+        if self.settings.require:
+            pytest.fail(f"Bedrock is not configured (--bedrock-require): {message}", pytrace=False)
+        if self._problems:
+            message += " (or try --bedrock-emulator)"
+        # Point the skip at the test, as pytest does for a skip raised by a fixture.
+        raise pytest.skip.Exception(message, allow_module_level=False, _use_item_location=True)
+
+    def handle(
+        self,
+        model_id: str,
+        instrumentation: Instrumentation,
+        *,
+        max_tokens: int | None,
+        publish: Callable[[CallRecord], None] | None,
+    ) -> ModelHandle:
+        """A handle on ``model_id`` through the session's runtime client."""
+        from .handle import ModelHandle
+
+        assert self.clients is not None and self._failures is not None
+        return ModelHandle(
+            model_id,
+            self.clients.runtime(),
+            instrumentation,
+            max_tokens=max_tokens,
+            failures=self._failures,
+            publish=publish,
+            text_in_repr=self.settings.report_text,
+        )
+
+    def runtime_client(self) -> Any:
+        """The plugin's shared ``bedrock-runtime`` client."""
+        assert self.clients is not None
+        return self.clients.runtime()
+
+    def control_client(self) -> Any:
+        """The plugin's shared ``bedrock`` (control plane) client."""
+        assert self.clients is not None
+        return self.clients.control()
+
+    def reset(self) -> None:
+        """After a test: the emulator forgets that test's profile overrides."""
+        if self.emulator is not None:
+            self.emulator.reset_overrides()
