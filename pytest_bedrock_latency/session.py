@@ -52,6 +52,7 @@ class BedrockSession:
         self.target = BedrockTarget(settings)
         self.collector = ResultCollector(settings)
         self.current: TestRun | None = None
+        self.gates = 1  # regression gates of the session (they share its error rate)
         self._instrumentation: Instrumentation | None = None
         self._call_budget: CallBudget | None = None
         self._bases: BaseModels | None = None
@@ -105,8 +106,11 @@ class BedrockSession:
     def validate(
         self, items: list[pytest.Item], deselect: Callable[[list[pytest.Item]], None]
     ) -> bool:
-        """Parse every item's markers (see :func:`~.run.validate_items`)."""
-        return validate_items(items, deselect, worker=self.worker)
+        """Parse every item's markers (see :func:`~.run.validate_items`) and count the gates
+        that share the session's error rate."""
+        wanted = validate_items(items, deselect, worker=self.worker)
+        self.gates = max(1, sum(1 for item in items if bounds_of(item).regression is not None))
+        return wanted
 
     @staticmethod
     def bounds(item: pytest.Item) -> TestBounds:
@@ -203,6 +207,7 @@ class BedrockSession:
             region=target.region if target else None,
             # A worker has no terminal; its controller prints the verdict.
             progress=None if self.worker else gate_progress(item, self.verbosity),
+            gates=self.gates,
         )
         return run.keep_gate(outcome)
 

@@ -452,7 +452,10 @@ def unpaired_log_ratio_interval(
 Estimator = Literal["hodges-lehmann", "ratio-of-means"]
 ESTIMATORS: tuple[str, ...] = ("hodges-lehmann", "ratio-of-means")
 
-_EXACT_SIGNED_RANK_MAX_N = 120  # exact null law up to here (O(n^3) integers), normal beyond
+_EXACT_SIGNED_RANK_MAX_N = 120
+# Widen for serial correlation when the lag-1 autocorrelation exceeds this many of its
+# standard errors under independence (1/sqrt(n)): 16% of independent runs are widened.
+_SERIAL_Z = 1.0  # exact null law up to here (O(n^3) integers), normal beyond
 
 
 @functools.lru_cache(maxsize=256)
@@ -655,13 +658,18 @@ class SequentialRule:
       tied token counts, never passes);
     * otherwise sample more.
 
-    When the lag-1 autocorrelation ``r`` of the per-pair log ratios exceeds
-    ``1.645 / sqrt(n)`` (5% of the time without serial correlation), both bounds are
-    widened about the estimate by ``sqrt((1 + r) / (1 - r))``, the variance inflation of
-    a mean under AR(1) correlation (``r`` capped at 0.8).
+    For latency, when the lag-1 autocorrelation ``r`` of the per-pair log ratios (in draw
+    order) exceeds ``1 / sqrt(n)`` (16% of the time without serial correlation), all
+    bounds are widened about the estimate by ``sqrt((1 + r) / (1 - r))``, the variance
+    inflation of a mean under AR(1) correlation (``r`` capped at 0.8). Verbosity pairs
+    visit prompts in random order, so there it is only reported.
 
-    At the budget the verdict is FAIL iff the estimate > ``tolerance``, flagged
-    ``marginal``.
+    Every FAIL also needs the candidate significantly worse than its base: a one-sided
+    ``1 - error_alpha`` lower bound above 1 (``budget_alpha`` at the budget, if set). The
+    gate sets ``error_alpha`` to its share of the session's false-FAIL rate.
+
+    At the budget the verdict is FAIL iff the estimate > ``tolerance`` (and significantly
+    above 1), flagged ``marginal``.
 
     Attributes:
         tolerance: fail line as a ratio (e.g. 1.10 = 10% worse); at least 1.0.
@@ -809,7 +817,8 @@ class SequentialRule:
                 est, low, sig, bsig, high = 0.0, -math.inf, -math.inf, -math.inf, math.inf
         r1 = lag1_autocorrelation(d)
         factor = 1.0
-        if self.widen_serial and r1 is not None and r1 > 1.645 / math.sqrt(n):
+        serial = self.widen_serial and self.estimator == "hodges-lehmann"
+        if serial and r1 is not None and r1 > _SERIAL_Z / math.sqrt(n):
             r = min(r1, 0.8)
             factor = math.sqrt((1.0 + r) / (1.0 - r))
             low = est - factor * (est - low)
@@ -839,7 +848,18 @@ class SequentialRule:
         bsig = _log_interval_unpaired_logs(lc, lb, 1.0 - 2.0 * self._budget_alpha())
         hi = _log_interval_unpaired_logs(lc, lb, 1.0 - 2.0 * self._pass_alpha(n))
         return Evidence(
-            lo.estimate, lo.low, sig.low, bsig.low, hi.high, n, lo.sd_log, None, 1.0, n, 0, 0,
+            lo.estimate,
+            lo.low,
+            sig.low,
+            bsig.low,
+            hi.high,
+            n,
+            lo.sd_log,
+            None,
+            1.0,
+            n,
+            0,
+            0,
             not hi.high > lo.low,
         )
 
@@ -953,8 +973,12 @@ class SequentialRule:
                 raise ValueError(f"need at least 2 pairs for a verdict, got {n}")
             return None
         ev = self.evidence(
-            candidate, base, clusters=clusters, candidate_capped=candidate_capped,
-            base_capped=base_capped, paired=paired,
+            candidate,
+            base,
+            clusters=clusters,
+            candidate_capped=candidate_capped,
+            base_capped=base_capped,
+            paired=paired,
         )
         capped_c = _flags(candidate_capped, n, "candidate_capped")
         capped_b = _flags(base_capped, n, "base_capped")
@@ -987,8 +1011,12 @@ class SequentialRule:
                 value.
         """
         ev = self.evidence(
-            candidate, base, clusters=clusters, candidate_capped=candidate_capped,
-            base_capped=base_capped, paired=paired,
+            candidate,
+            base,
+            clusters=clusters,
+            candidate_capped=candidate_capped,
+            base_capped=base_capped,
+            paired=paired,
         )
         return self._by_estimate(ev, reason)
 
@@ -1019,34 +1047,57 @@ def _ratio_of_means(
     low_alphas: tuple[float, float, float],
     pass_alpha: float,
 ) -> tuple[float, float, float, float, float]:
-    """``ln`` of the ratio of prompt-mean values and its cluster-robust t bounds.
+    """``ln`` of the ratio of prompt-mean values, its lower bounds at each of ``low_alphas``
+    and its upper bound at ``pass_alpha``.
 
-    Each prompt (cluster) ``j`` contributes its mean candidate ``c_j`` and base ``b_j``;
-    ``R = sum c_j / sum b_j``. By the delta method ``se(ln R)`` is the standard error of
-    the mean of ``u_j = (c_j - R b_j) / mean(b)``, divided by ``R``, with ``J - 1``
-    degrees of freedom for ``J`` prompts: prompt-level heterogeneity (verbosity
-    concentrated in a few prompts) widens the interval as it should.
+    Each prompt ``j`` contributes its mean candidate ``c_j`` and base ``b_j`` over its
+    pairs; ``R = sum c_j / sum b_j`` (every prompt weighted equally). The standard error of
+    ``ln R`` (delta method) is clustered by prompt:
+
+    * once prompts repeat (2+ degrees of freedom), within prompts: the suite's prompts are
+      fixed and the answers random, so the pooled spread of ``c_i - R b_i`` within each
+      prompt, relative to ``b_j``, measures the noise; verbosity concentrated in a few
+      prompts is then judged for what it costs on these prompts;
+    * before that, across prompts (each pair a prompt of its own): the spread of
+      ``u_j = (c_j - R b_j) / mean(b)``, with Kish's effective number of prompts
+      ``(sum b)^2 / sum b^2`` minus 1 as degrees of freedom. It includes how much the
+      ratio differs between prompts, so it is never too small for fixed prompts either.
     """
-    sums: dict[str, list[float]] = {}
+    groups: dict[str, tuple[list[float], list[float]]] = {}
     for c, b, key in zip(candidate, base, keys, strict=True):
-        entry = sums.setdefault(key, [0.0, 0.0, 0.0])
-        entry[0] += c
-        entry[1] += b
-        entry[2] += 1.0
-    means = [(c / m, b / m) for c, b, m in sums.values()]
+        entry = groups.setdefault(key, ([], []))
+        entry[0].append(c)
+        entry[1].append(b)
+    means = [(math.fsum(cs) / len(cs), math.fsum(bs) / len(bs)) for cs, bs in groups.values()]
     j = len(means)
     total_c = math.fsum(c for c, _ in means)
     total_b = math.fsum(b for _, b in means)
     ratio = total_c / total_b
     est = math.log(ratio)
-    if j < 2:
+    se: float | None = None
+    df = 0.0
+    relative: list[float] = []  # (c - R b - its prompt mean) / b_j, prompts with 2+ pairs
+    df_within = 0
+    for (cs, bs), (_, b_mean) in zip(groups.values(), means, strict=True):
+        if len(cs) < 2:
+            continue
+        r = [c - ratio * b for c, b in zip(cs, bs, strict=True)]
+        r_mean = math.fsum(r) / len(r)
+        relative.extend((x - r_mean) / b_mean for x in r)
+        df_within += len(cs) - 1
+    if df_within >= 2:
+        v = math.fsum(x * x for x in relative) / df_within  # pooled relative variance
+        var = math.fsum(
+            v * b * b / len(cs) for (cs, _), (_, b) in zip(groups.values(), means, strict=True)
+        )
+        se, df = math.sqrt(var) / total_b / ratio, float(df_within)
+    elif j >= 2:
+        mean_b = total_b / j
+        u = [(c - ratio * b) / mean_b for c, b in means]
+        se = math.sqrt(math.fsum(x * x for x in u) / (j * (j - 1))) / ratio
+        df = max(1.0, total_b * total_b / math.fsum(b * b for _, b in means) - 1.0)
+    if se is None:
         return est, -math.inf, -math.inf, -math.inf, math.inf
-    mean_b = total_b / j
-    u = [(c - ratio * b) / mean_b for c, b in means]
-    se = math.sqrt(math.fsum(x * x for x in u) / (j * (j - 1))) / ratio
-    # Long prompts weigh more in a ratio of sums: Kish's effective number of prompts
-    # (sum b)^2 / sum b^2 sets the degrees of freedom, so a few long prompts widen the bound.
-    df = max(1.0, total_b * total_b / math.fsum(b * b for _, b in means) - 1.0)
     low = [est - t_quantile(1.0 - a, df) * se for a in low_alphas]
     return est, low[0], low[1], low[2], est + t_quantile(1.0 - pass_alpha, df) * se
 
