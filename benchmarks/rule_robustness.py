@@ -58,7 +58,11 @@ def decide(metric: str, tol: float, run: Run, prompts: int, gates: int = 1) -> t
             cc.append(xc)
             bc.append(yc)
         d = rule.decide(
-            c, b, clusters=keys, candidate_capped=cc, base_capped=bc,
+            c,
+            b,
+            clusters=keys,
+            candidate_capped=cc,
+            base_capped=bc,
             required_clusters=min(prompts, BUDGET),
         )
         if d is not None:
@@ -149,8 +153,15 @@ def token_run(
     return Run(draw)
 
 
-def cell(sims: int, seed: int, make: Callable[[np.random.Generator], Run], metric: str,
-         tol: float, prompts: int = 10**6, gates: int = 1) -> tuple[float, float]:
+def cell(
+    sims: int,
+    seed: int,
+    make: Callable[[np.random.Generator], Run],
+    metric: str,
+    tol: float,
+    prompts: int = 10**6,
+    gates: int = 1,
+) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     fails = 0
     pairs = 0
@@ -168,46 +179,95 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     t0 = time.time()
     S = a.sims
-    print(f"# the gate's rule, budget {BUDGET} pairs, {S} simulated runs per cell, "
-          "P(FAIL) in % (E[N] = mean pairs)")
-    print(f"{'condition':<62} {'metric':<10} {'@1.00':>6} {'@near':>6} {'@detect':>8} "
-          f"{'E[N]@1':>7}")
+    print(
+        f"# the gate's rule, budget {BUDGET} pairs, {S} simulated runs per cell, "
+        "P(FAIL) in % (E[N] = mean pairs)"
+    )
+    print(
+        f"{'condition':<62} {'metric':<10} {'@1.00':>6} {'@near':>6} {'@detect':>8} {'E[N]@1':>7}"
+    )
 
     def lat(label: str, metric: str, tol: float, near: float, detect: float, **kw: object) -> None:
         s2 = SIGMA2_TPOT if metric == "ms_per_token" else SIGMA2_TTFT
         p_out = 0.03 if metric == "ms_per_token" else 0.05
-        rows = [cell(S, a.seed + k, lambda r, R=R: latency_run(r, R, s2, p_out, **kw), metric, tol)
-                for k, R in enumerate((1.0, near, detect))]
-        print(f"{label:<62} {metric:<10} {rows[0][0]:6.1f} {rows[1][0]:6.1f} {rows[2][0]:8.1f} "
-              f"{rows[0][1]:7.1f}")
+        rows = [
+            cell(S, a.seed + k, lambda r, R=R: latency_run(r, R, s2, p_out, **kw), metric, tol)
+            for k, R in enumerate((1.0, near, detect))
+        ]
+        print(
+            f"{label:<62} {metric:<10} {rows[0][0]:6.1f} {rows[1][0]:6.1f} {rows[2][0]:8.1f} "
+            f"{rows[0][1]:7.1f}"
+        )
 
-    lat("sim.py model (CV 20%, rho 0.5, 3% x U(2,5)); near 1.05, detect 1.20", "ms_per_token",
-        1.10, 1.05, 1.20)
-    lat("sim.py TTFT model (CV 45%, 5% outliers); near 1.10, detect 1.50", "ttft_ms", 1.25, 1.10,
-        1.50)
+    lat(
+        "sim.py model (CV 20%, rho 0.5, 3% x U(2,5)); near 1.05, detect 1.20",
+        "ms_per_token",
+        1.10,
+        1.05,
+        1.20,
+    )
+    lat(
+        "sim.py TTFT model (CV 45%, 5% outliers); near 1.10, detect 1.50",
+        "ttft_ms",
+        1.25,
+        1.10,
+        1.50,
+    )
     lat("per-endpoint AR(1), phi = 0.3", "ms_per_token", 1.10, 1.05, 1.20, phi=0.3)
     lat("per-endpoint AR(1), phi = 0.6", "ms_per_token", 1.10, 1.05, 1.20, phi=0.6)
-    lat("slow bursts: p 0.05/pair/arm, mean 3 pairs, x1.5-3", "ms_per_token", 1.10, 1.05,
-        1.20, bursts=True)
-    lat("both models +20% linear drift during the run", "ms_per_token", 1.10, 1.05, 1.20,
-        drift=0.2)
+    lat(
+        "slow bursts: p 0.05/pair/arm, mean 3 pairs, x1.5-3",
+        "ms_per_token",
+        1.10,
+        1.05,
+        1.20,
+        bursts=True,
+    )
+    lat("both models +20% linear drift during the run", "ms_per_token", 1.10, 1.05, 1.20, drift=0.2)
 
     def tok(label: str, prompts: int, ratio_of: Callable[[int], float], **kw: object) -> None:
-        fa, n = cell(S, a.seed + 7, lambda r: token_run(r, prompts, ratio_of, **kw),
-                     "output_tokens", 1.15, prompts)
+        fa, n = cell(
+            S,
+            a.seed + 7,
+            lambda r: token_run(r, prompts, ratio_of, **kw),
+            "output_tokens",
+            1.15,
+            prompts,
+        )
         print(f"{label:<62} {'tokens':<10} {fa:6.1f} {'':>6} {'':>8} {n:7.1f}")
 
     print("# output tokens (tol 1.15): P(FAIL) of the case in the label, pooled prompts")
     tok("identical, 20 prompts, sampling CV 25%", 20, lambda j: 1.0)
-    tok("identical, 20 prompts, temperature 0 (every pair ties)", 20, lambda j: 1.0, cv=0.0,
-        runaway=0.0)
+    tok(
+        "identical, 20 prompts, temperature 0 (every pair ties)",
+        20,
+        lambda j: 1.0,
+        cv=0.0,
+        runaway=0.0,
+    )
     tok("x1.30 on every prompt, 20 prompts", 20, lambda j: 1.3)
-    tok("2 of 20 prompts x4 (+30% mean tokens), CV 25%", 20, lambda j: 4.0 if j < 2 else 1.0,
-        between=0.0)
-    tok("temperature 0, 5 prompts, 1 of them x2.5 (+26%)", 5, lambda j: 2.5 if j == 0 else 1.0,
-        cv=0.0, runaway=0.0, between=0.0)
-    tok("temperature 0, 3 prompts, 1 of them x2 (+33%)", 3, lambda j: 2.0 if j == 0 else 1.0,
-        cv=0.0, runaway=0.0, between=0.0)
+    tok(
+        "2 of 20 prompts x4 (+30% mean tokens), CV 25%",
+        20,
+        lambda j: 4.0 if j < 2 else 1.0,
+        between=0.0,
+    )
+    tok(
+        "temperature 0, 5 prompts, 1 of them x2.5 (+26%)",
+        5,
+        lambda j: 2.5 if j == 0 else 1.0,
+        cv=0.0,
+        runaway=0.0,
+        between=0.0,
+    )
+    tok(
+        "temperature 0, 3 prompts, 1 of them x2 (+33%)",
+        3,
+        lambda j: 2.0 if j == 0 else 1.0,
+        cv=0.0,
+        runaway=0.0,
+        between=0.0,
+    )
     tok("identical, maxTokens 512 (27% of answers capped)", 20, lambda j: 1.0, cap=512)
     tok("x1.30, maxTokens 512 (caps bind)", 20, lambda j: 1.3, cap=512)
     tok("x1.30, maxTokens 300 (half the answers capped)", 20, lambda j: 1.3, cap=300)
@@ -229,10 +289,18 @@ def main(argv: list[str] | None = None) -> None:
                 for metric, tol, run in runs:
                     failed |= decide(metric, tol, run, 10**6, gates)[0] == "fail"
             any_fail += failed
-        power, n = cell(max(200, S // 2), rng_seed, lambda r: latency_run(
-            r, 1.2, SIGMA2_TPOT, 0.03), "ms_per_token", 1.10, gates=gates)
-        print(f"{f'{gates} gate(s): P(any false FAIL) / ms-token power@1.20, E[N]@1.20':<62} "
-              f"{'all 3':<10} {100 * any_fail / sims:6.2f} {'':>6} {power:8.1f} {n:7.1f}")
+        power, n = cell(
+            max(200, S // 2),
+            rng_seed,
+            lambda r: latency_run(r, 1.2, SIGMA2_TPOT, 0.03),
+            "ms_per_token",
+            1.10,
+            gates=gates,
+        )
+        print(
+            f"{f'{gates} gate(s): P(any false FAIL) / ms-token power@1.20, E[N]@1.20':<62} "
+            f"{'all 3':<10} {100 * any_fail / sims:6.2f} {'':>6} {power:8.1f} {n:7.1f}"
+        )
     print(f"# elapsed {time.time() - t0:.0f} s")
 
 

@@ -278,8 +278,9 @@ def _canonical(value: object, where: str) -> object:
             raise TypeError(f"request_key: non-finite float {value!r} at {where}")
         return value
     raise TypeError(
-        f"request_key: cannot hash {type(value).__name__} at {where}; pass JSON-like "
-        "values (read file-like bodies into bytes first)"
+        f"request_key: {where} is a {type(value).__name__}, which cannot be stored or sent "
+        "again (a file object is read once); pass JSON-like values: read file-like bodies "
+        "into bytes first (body=f.read())"
     )
 
 

@@ -8,7 +8,8 @@ end of the session, builds the report once and writes every file from it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from .baseline_store import BaselineStore
     from .clients import Target
+    from .prices import PriceTable
     from .report import Report
     from .results import TestResult
     from .run import TestRun
@@ -32,7 +34,7 @@ def attach_result(
 ) -> None:
     """Attach the test's result to its report; it travels to the xdist controller."""
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        result = run.result(report.outcome)
+        result = run.result(_outcome(report))
         data = result.to_json(include_text=include_text)
         if report.when == "call":
             # JUnit XML properties (CI charts them), whatever the test's own outcome.
@@ -43,6 +45,13 @@ def attach_result(
         data["staged_baselines"] = {k: v.to_json() for k, v in run.staged.items()}
         data["baseline_keys_used"] = sorted(run.baseline_keys_used)
         setattr(report, REPORT_ATTRIBUTE, data)
+
+
+def _outcome(report: pytest.TestReport) -> str:
+    """The outcome as pytest's summary names it: an expected failure is "xfailed", not skipped."""
+    if hasattr(report, "wasxfail"):
+        return "xfailed" if report.skipped else "xpassed"
+    return report.outcome
 
 
 def open_store(settings: Settings) -> BaselineStore | None:
@@ -63,8 +72,9 @@ def open_store(settings: Settings) -> BaselineStore | None:
 class ResultCollector:
     """The results of the session (in the process that prints) and the files made of them."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, prices: PriceTable | None = None) -> None:
         self.settings = settings
+        self.prices = prices
         self.results: dict[str, TestResult] = {}
         self.store: BaselineStore | None = None
 
@@ -84,7 +94,7 @@ class ResultCollector:
             if staged:
                 self.store.merge({result.nodeid: staged})
 
-    def report(self, target: Target | None) -> Report:
+    def report(self, target: Target | None, *, interrupted: bool = False) -> Report:
         """The report of every result so far."""
         from .report import Report
 
@@ -93,6 +103,9 @@ class ResultCollector:
             settings=self.settings,
             endpoint_kind=target.kind if target else "none",
             region=target.region if target else None,
+            interrupted=interrupted,
+            prices_source=self.prices.source if self.prices else None,
+            prices_as_of=self.prices.as_of if self.prices else None,
         )
 
     def summarize(
@@ -127,47 +140,134 @@ class ResultCollector:
 
     def finish(
         self, config: pytest.Config, target: Target | None, *, interrupted: bool
-    ) -> list[str]:
-        """Write the files of the session; returns messages for the terminal."""
+    ) -> Finished:
+        """Write the files of the session, each on its own; returns messages and failure.
+
+        One output that cannot be written (a full disk, a path made read-only during the
+        run, a bug) is one line and a failed run, and never keeps the others, or pytest's
+        own JUnit XML, summary and result line, from being written. The baseline goes
+        first: it holds what the run paid for.
+        """
         settings = self.settings
-        messages: list[str] = []
+        finished = Finished()
+        if self.store is not None:
+            finished.attempt(
+                "the stored baseline", lambda: self._finish_store(interrupted=interrupted)
+            )
         if self.results and config.pluginmanager.hasplugin("benchmark"):
             from .benchmark_bridge import attach
 
-            attach(config, list(self.results.values()))
+            def hand_over() -> list[str]:
+                attach(config, list(self.results.values()))
+                return []
+
+            finished.attempt("handing the results to pytest-benchmark", hand_over)
         if settings.plot is not None and self.results:
-            messages.extend(self._plot(settings.plot))
+            plot = settings.plot
+            finished.attempt(f"the plots in {plot}", lambda: self._plot(plot))
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        write_json = settings.report is not None and (self.results or not interrupted)
-        if write_json or (summary and self.results):
-            report = self.report(target)  # built once, for every file of the session
-            if settings.report is not None and write_json:
-                report.write_json(settings.report)
-                messages.append(f"bedrock: JSON report written to {settings.report}")
-            if summary and self.results:
-                # In GitHub Actions: a step-summary table, and an annotation per failed gate.
+        report = self.report(target, interrupted=interrupted)  # one report for every file
+        made = sum(s.calls for s in report.spend().values())
+        if settings.max_calls is not None and made > settings.max_calls:
+            finished.messages.append(
+                f"bedrock: the session completed {made} Bedrock calls, more than --bedrock-max-calls "
+                f"{settings.max_calls}: the plugin's own calls stop at the cap, calls the tests' "
+                "code makes with its own clients are counted but cannot be refused"
+            )
+        if settings.report is not None:
+            # Written even when interrupted with no result: the previous run's report must
+            # not stay behind as if it were this run's.
+            path = settings.report
+
+            def write_report() -> list[str]:
+                report.write_json(path)
+                flag = " (interrupted: partial)" if interrupted else ""
+                return [f"bedrock: JSON report written to {path}{flag}"]
+
+            finished.attempt(f"the JSON report {path} (--bedrock-report)", write_report)
+        if summary and self.results:
+            # In GitHub Actions: a step-summary table, and an annotation per failed gate.
+            def append_summary() -> list[str]:
                 report.append_github_summary(Path(summary))
-                messages.extend(report.github_annotations())
-        if self.store is not None:
-            messages.extend(self._finish_store(interrupted=interrupted))
-        return messages
+                return []
+
+            finished.attempt(f"the step summary {summary} (GITHUB_STEP_SUMMARY)", append_summary)
+            finished.messages.extend(report.github_annotations())
+        return finished
 
     def _finish_store(self, *, interrupted: bool) -> list[str]:
-        assert self.store is not None
-        messages: list[str] = []
-        if self.settings.update_baseline and not interrupted:
-            from .baseline_store import BaselineFileError
+        from .baseline_store import BaselineFileError
 
+        store = self.store
+        assert store is not None
+        messages: list[str] = []
+        pruned: list[tuple[str, str]] = []
+        if self.settings.update_baseline:
+            # After Ctrl-C the tests that finished keep their recordings; nothing is
+            # pruned, since an interrupted run cannot tell a stale entry from an unreached one.
+            if not interrupted:
+                pruned = store.prune_stale()
             try:
-                if self.store.save():
-                    messages.append(f"bedrock: base samples recorded in {self.store.path}")
+                written = store.save()
             except BaselineFileError as error:
-                messages.append(f"bedrock: {error}")
-        unused = self.store.unused()
-        if unused and self.results:
-            messages.append(
-                f"bedrock: {len(unused)} stored baseline entr{'y' if len(unused) == 1 else 'ies'} in "
-                f"{self.store.path.name} no test used (e.g. {unused[0][0]}); re-record with "
-                "--bedrock-update-baseline to prune"
-            )
+                raise OutputError(f"bedrock: {error}") from None
+            if written:
+                extra = []
+                if pruned:
+                    extra.append(
+                        f"{len(pruned)} stale entr{'y' if len(pruned) == 1 else 'ies'} of "
+                        "re-recorded tests pruned"
+                    )
+                if interrupted:
+                    extra.append("interrupted: only the tests that finished were recorded")
+                detail = f" ({'; '.join(extra)})" if extra else ""
+                messages.append(f"bedrock: base samples recorded in {store.path}{detail}")
+        unused = store.unused()
+        if unused and self.results and not interrupted:
+            count = f"{len(unused)} stored baseline entr{'y' if len(unused) == 1 else 'ies'}"
+            if self.settings.update_baseline:
+                messages.append(
+                    f"bedrock: {count} in {store.path.name} belong to tests this run did not "
+                    f"record (e.g. {unused[0][0]}); they are kept: delete them from the file "
+                    "by hand if those tests are gone"
+                )
+            else:
+                messages.append(
+                    f"bedrock: {count} in {store.path.name} no test used (e.g. {unused[0][0]}); "
+                    "--bedrock-update-baseline prunes the stale entries of the tests it "
+                    "re-records; entries of tests that no longer exist are deleted by hand"
+                )
         return messages
+
+
+class OutputError(Exception):
+    """An output of the session cannot be written; the message is the line to print."""
+
+
+@dataclass
+class Finished:
+    """What writing the session's outputs said, and whether any of them failed."""
+
+    messages: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def attempt(self, what: str, write: Callable[[], list[str] | None]) -> None:
+        """Run one output's ``write``; a failure becomes one line, not an exception."""
+        try:
+            self.messages.extend(write() or [])
+        except OutputError as error:
+            self._fail(str(error))
+        except OSError as error:
+            self._fail(
+                f"bedrock: {what} cannot be written: {error.strerror or error}; the other "
+                "outputs were written"
+            )
+        except Exception as error:  # a bug must not cost the other outputs
+            self._fail(
+                f"bedrock: {what} failed ({type(error).__name__}: {error}); the other outputs "
+                "were written"
+            )
+
+    def _fail(self, line: str) -> None:
+        self.failed.append(line)
+        self.messages.append(line)

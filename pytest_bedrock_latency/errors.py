@@ -41,13 +41,28 @@ class BedrockCallError(Exception):
         super().__init__(f"{text}\n{hint}" if hint else text)
 
 
-class CallFailures:
-    """Remembers, per model, an error that later calls would only repeat (thread-safe)."""
+# Nothing answered at the endpoint: a missing profile or credentials are not the cause.
+UNREACHABLE_CODES = frozenset({"EndpointConnectionError", "ConnectTimeoutError"})
 
-    def __init__(self, hint: str) -> None:
+
+class CallFailures:
+    """Remembers, per model, an error that later calls would only repeat (thread-safe).
+
+    ``hint`` ends the message of a fatal error; ``unreachable`` replaces it when nothing
+    answered at the endpoint at all.
+    """
+
+    def __init__(self, hint: str, unreachable: str = "") -> None:
         self.hint = hint
+        self.unreachable = unreachable or hint
         self._lock = threading.Lock()
         self._by_model: dict[str, BedrockCallError] = {}
+
+    def hint_for(self, code: str) -> str:
+        """The fix to print with an error of ``code`` ("" when it needs none)."""
+        if code in UNREACHABLE_CODES:
+            return self.unreachable
+        return self.hint if code in FATAL_CODES else ""
 
     def check(self, model_id: str) -> None:
         """Raise the remembered error of ``model_id``, if any."""
@@ -63,3 +78,13 @@ class CallFailures:
         if error.code in FATAL_CODES:
             with self._lock:
                 self._by_model.setdefault(error.model_id, error)
+
+
+class CallCapReached(Exception):
+    """``--bedrock-max-calls`` is reached: the plugin makes no more Bedrock calls."""
+
+    def __init__(self, limit: int | None, model_id: str, operation: str) -> None:
+        super().__init__(
+            f"--bedrock-max-calls {limit} reached: the plugin makes no more Bedrock calls this "
+            f"session (this was {operation} to {model_id}); raise the cap or run fewer tests"
+        )

@@ -13,6 +13,7 @@ from typing import Any
 
 from .measurement import display_model
 from .metrics import METRICS, GatedMetric
+from .prices import format_usd
 from .stats import Decision, Decomposition, SequentialRule, decompose, pairs_needed, percentile
 
 CAP_STOP_REASONS = frozenset({"max_tokens", "length", "max_length", "model_length"})
@@ -201,6 +202,9 @@ class RegressionResult:
     confidence: float = 0.99  # the session's P(no false FAIL)
     gates: int = 1  # gates of the session sharing that error rate
     prompts: int = 0  # distinct requests the pairs were drawn over
+    cost_usd: float | None = None  # the gate's own calls (warm-up included); None: no price
+    unpriced_calls: int = 0  # gate calls left out of cost_usd (no price for their model)
+    cost_budget_exhausted: bool = False
 
     @property
     def failing(self) -> list[MetricVerdict]:
@@ -270,6 +274,8 @@ class RegressionResult:
         extra = []
         if self.call_budget_exhausted:
             extra.append("marginal: call budget exhausted (--bedrock-max-calls)")
+        if self.cost_budget_exhausted:
+            extra.append("marginal: cost budget exhausted (--bedrock-max-cost)")
         if self.dropped_pairs:
             extra.append(f"{self.dropped_pairs} pair(s) dropped after a failed request")
         if self.throttled_pairs:
@@ -281,8 +287,16 @@ class RegressionResult:
             f"{len(self.pairs)} pairs + {self.warmup_pairs} warm-up, base from {self.base_source}"
         )
         lines.append("  " + "; ".join(extra))
+        lines.append("  " + self.cost_line())
         lines.extend(f"  dropped: {e}" for e in self.errors[:3])
         return lines
+
+    def cost_line(self) -> str:
+        """What the gate's own calls cost, e.g. ``gate cost $0.0042`` or ``gate cost: no price``."""
+        if self.cost_usd is None:
+            return "gate cost: no price (give one with --bedrock-prices)"
+        unpriced = f" + {self.unpriced_calls} call(s) with no price" if self.unpriced_calls else ""
+        return f"gate cost {format_usd(self.cost_usd)}{unpriced}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

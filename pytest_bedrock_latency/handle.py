@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import (
     HTTPError as TransportError,  # raised while a stream is read, e.g. a read timeout
 )
 
-from .errors import FATAL_CODES, BedrockCallError, CallFailures
+from .errors import BedrockCallError, CallCapReached, CallFailures
 from .instrument import Instrumentation, error_details
 from .measurement import CallRecord, Generation
+
+if TYPE_CHECKING:
+    from .regression import CallBudget
 
 Prompt = str | Sequence[Mapping[str, Any]]
 
@@ -37,8 +40,10 @@ class ModelHandle:
         failures: CallFailures | None = None,
         publish: Callable[[CallRecord], None] | None = None,
         text_in_repr: bool = False,
+        calls: CallBudget | None = None,
     ) -> None:
         self.model_id = model_id
+        self._calls = calls  # --bedrock-max-calls, taken before each call the handle makes
         self._text_in_repr = text_in_repr  # --bedrock-report-text: answers may be shown
         self.client = client
         self._instrumentation = instrumentation
@@ -59,6 +64,8 @@ class ModelHandle:
             failures=self._failures,
             publish=self._publish if publish else None,
             text_in_repr=self._text_in_repr,
+            # The gate's unpublished handles are reserved for by the gate itself.
+            calls=self._calls if publish else None,
         )
 
     # -- public calls --------------------------------------------------------------------
@@ -136,6 +143,8 @@ class ModelHandle:
         """
         __tracebackhide__ = True
         self._failures.check(self.model_id)
+        if self._calls is not None and not self._calls.take(1):
+            raise CallCapReached(self._calls.limit, self.model_id, operation)
         request = dict(params)
         request["modelId"] = self.model_id
         with self._instrumentation.capture() as records:
@@ -169,7 +178,7 @@ class ModelHandle:
         code, message, retries = error_details(error)
         if retries is not None:
             attempts = max(attempts, retries + 1)
-        hint = self._failures.hint if code in FATAL_CODES else ""
+        hint = self._failures.hint_for(code)
         return BedrockCallError(self.model_id, operation, code, message, attempts, hint)
 
 

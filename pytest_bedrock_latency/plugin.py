@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -51,6 +52,16 @@ def pytest_configure(config: pytest.Config) -> None:
     except settings_module.SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     worker = hasattr(config, "workerinput")  # pytest-xdist's documented marker of a worker
+    if not worker:  # the process that writes the outputs checks where they go
+        junit = getattr(config.option, "xmlpath", None)
+        try:
+            settings_module.check_outputs(
+                resolved,
+                step_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
+                others={"--junitxml": Path(os.path.abspath(junit))} if junit else None,
+            )
+        except settings_module.SettingsError as error:
+            raise pytest.UsageError(str(error)) from None
     bedrock = BedrockSession(resolved, worker=worker, verbosity=config.get_verbosity())
     config.stash[SESSION_KEY] = bedrock
     if not worker and config.getoption("dist", "no") != "no":  # an xdist controller never collects
@@ -59,6 +70,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _session(session.config).start()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return _session(config).target.header_lines() if SESSION_KEY in config.stash else []
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -104,6 +119,8 @@ class MeasuredTestHooks:
         self, item: pytest.Item
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
+        if report.when == "call":
+            self.bedrock.surface_faults(item, report)
         self.bedrock.payload(item, report)
         return report
 
@@ -126,9 +143,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     # The outermost wrapper: the files are written, and the series handed to
     # pytest-benchmark, before pytest-benchmark's own wrapper saves.
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-    session.config.stash[MESSAGES_KEY] = _session(session.config).finish(
-        session.config, interrupted=interrupted
-    )
+    finished = _session(session.config).finish(session.config, interrupted=interrupted)
+    session.config.stash[MESSAGES_KEY] = finished.messages
+    if finished.failed and session.exitstatus == pytest.ExitCode.OK:
+        # An output that was not written (the baseline, above all) must not go green.
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     return (yield)
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "Price",
     "PriceError",
     "PriceTable",
+    "format_usd",
     "load_prices",
     "shipped_prices_path",
 ]
@@ -82,6 +83,18 @@ _ARN = re.compile(
     r"^arn:aws[\w-]*:bedrock:(?P<region>[^:]*):[^:]*:"
     r"(?P<kind>foundation-model|inference-profile)/(?P<id>.+)$"
 )
+
+
+def format_usd(value: float) -> str:
+    """Dollars to four significant digits, never in exponent form: $0.00001234, $0.0123, $12.35."""
+    if value == 0:
+        return "$0"
+    digits = min(10, max(2, 3 - math.floor(math.log10(abs(value)))))
+    text = f"{value:,.{digits}f}"
+    if digits > 2:  # trailing zeros say nothing, but cents stay whole: $0.10, $1.00
+        text = text.rstrip("0")
+        text += "0" * max(0, 2 - len(text.partition(".")[2]))
+    return f"${text}"
 
 
 class PriceError(ValueError):
@@ -329,20 +342,22 @@ class PriceTable:
             return None
         return price.cost(input_tokens, output_tokens, cache_read_tokens, cache_write_tokens)
 
+    def cost_of(
+        self, generation: Generation, region: str | None, model_id: str | None = None
+    ) -> float | None:
+        """USD of a measured call from ``region``; with ``model_id``, had it gone to that model."""
+        return self.cost(
+            model_id or generation.model_id,
+            region,
+            generation.input_tokens,
+            generation.output_tokens,
+            generation.cache_read_input_tokens,
+            generation.cache_write_input_tokens,
+        )
+
     def coster(self, region: str | None) -> Callable[[Generation], float | None]:
         """How to price a measured call made from ``region`` (the instrumentation's hook)."""
-
-        def cost(generation: Generation) -> float | None:
-            return self.cost(
-                generation.model_id,
-                region,
-                generation.input_tokens,
-                generation.output_tokens,
-                generation.cache_read_input_tokens,
-                generation.cache_write_input_tokens,
-            )
-
-        return cost
+        return lambda generation: self.cost_of(generation, region)
 
     def __repr__(self) -> str:
         return f"PriceTable(source={self.source!r}, models={len(self.model_keys())})"

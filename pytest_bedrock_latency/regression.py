@@ -13,11 +13,11 @@ record with ``--bedrock-update-baseline``.
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +37,7 @@ from .gate import (
 from .markers import RegressionGate
 from .measurement import CallRecord, Generation, display_model
 from .metrics import METRICS, GatedMetric
+from .results import Spend, total_cost, unpriced_calls
 from .stats import Decision
 
 if TYPE_CHECKING:
@@ -72,13 +73,72 @@ class CallBudget:
             return True
 
 
+class CostBudget:
+    """``--bedrock-max-cost``: US dollars the whole session may spend (thread-safe).
+
+    A call's cost is known only once it has answered, so the gate reserves each pair's
+    expected cost before drawing it (:meth:`take`) and settles the actual cost afterwards
+    (:meth:`settle`); pairs in flight at once cannot overrun the cap together. Calls the
+    application makes are counted (:meth:`spend`), never refused.
+    """
+
+    def __init__(self, limit: float | None) -> None:
+        self.limit = limit
+        self._spent = 0.0
+        self._reserved = 0.0
+        self._passed = False
+        self._lock = threading.Lock()
+
+    @property
+    def spent(self) -> float:
+        return self._spent
+
+    @property
+    def _ceiling(self) -> float:
+        # Sums of float prices drift by ulps; $1.00 of $0.01 pairs must fit in $1.00.
+        assert self.limit is not None
+        return self.limit * (1 + 1e-9)
+
+    def spend(self, usd: float) -> None:
+        """Count dollars spent outside the gate (never refused)."""
+        with self._lock:
+            self._spent += usd
+
+    def take(self, estimate: float) -> bool:
+        """Reserve ``estimate`` dollars; False (nothing reserved) when they would pass the cap."""
+        with self._lock:
+            if self.limit is not None and self._spent + self._reserved + estimate > self._ceiling:
+                return False
+            self._reserved += estimate
+            return True
+
+    def settle(self, estimate: float, actual: float) -> None:
+        """Replace a reservation by what the calls cost."""
+        with self._lock:
+            self._reserved = max(0.0, self._reserved - estimate)
+            self._spent += actual
+
+    def passed_once(self) -> bool:
+        """True the first time it is asked after the spend has passed the cap (to say so once)."""
+        with self._lock:
+            if self.limit is None or self._passed or self._spent <= self._ceiling:
+                return False
+            self._passed = True
+            return True
+
+
 @dataclass(frozen=True)
 class Request:
-    """A distinct request the test made to the candidate, ready to replay."""
+    """A distinct request the test made to the candidate, ready to replay.
+
+    ``seen`` is the test's own answer to it: its token counts estimate what a pair costs
+    before the gate has drawn one (``--bedrock-max-cost``).
+    """
 
     key: str
     operation: str
     params: Mapping[str, Any]
+    seen: Generation | None = None
 
 
 def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Request]:
@@ -88,7 +148,8 @@ def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Req
         if record.model_id != candidate or not record.complete:
             continue
         key = request_key(record.operation, record.request)
-        seen.setdefault(key, Request(key, record.operation, record.request))
+        if key not in seen:
+            seen[key] = Request(key, record.operation, record.request, record.generation())
     return list(seen.values())
 
 
@@ -117,6 +178,23 @@ def _stored_sample(stored: StoredSample) -> Sample:
 
 
 Progress = Callable[[int, int], None]
+POLL_S = 0.1  # how often the gate's thread wakes while pairs are in flight (Ctrl-C lands)
+
+
+def _next_finished(
+    finished: queue.SimpleQueue[tuple[int, Pair | BaseException]],
+) -> tuple[int, Pair | BaseException]:
+    # A short timeout in a loop rather than one blocking get: a KeyboardInterrupt is
+    # delivered to the main thread between waits on every platform.
+    while True:
+        try:
+            return finished.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+
+
+Reprice = Callable[[Generation, str], "float | None"]
+"""What a call with this generation's token counts would cost on another model (or None)."""
 Replay = Callable[["ModelHandle", Request], Generation]
 
 
@@ -200,6 +278,8 @@ class GateRun:
         candidate: ModelHandle,
         base: BaseSide,
         calls: CallBudget | None = None,
+        cost: CostBudget | None = None,
+        reprice: Reprice | None = None,
         progress: Progress | None = None,
         rng: random.Random | None = None,
         confidence: float = 0.99,
@@ -212,30 +292,52 @@ class GateRun:
         self.candidate = candidate
         self.base = base
         self.calls = calls or CallBudget(None)
+        self.cost = cost or CostBudget(None)
+        self.reprice = reprice
         self.progress = progress
         self.rng = rng or random.Random()
         self.confidence = confidence
         self.gates = gates
         self.rules = {
             m.key: build_rule(
-                m,
-                float(getattr(gate, m.argument)),
-                budget,
-                confidence=confidence,
-                gates=gates,
+                m, float(getattr(gate, m.argument)), budget, confidence=confidence, gates=gates
             )
             for m in METRICS
         }
-        self.generations: list[Generation] = []  # every gate call, warm-up included (spend)
-        self._lock = threading.Lock()
         self._round: list[Request] = []
         self._seen: dict[str, int] = {}  # pairs drawn per request: the stored sample's index
+        self.generations: list[Generation] = []  # every gate call, warm-up included (spend)
+        self._lock = threading.Lock()
+        self.cost_exhausted = False
+        self._dearest: dict[tuple[str, str], float] = {}  # (request, model) -> most a call cost
+
+    # -- what a pair costs ---------------------------------------------------------------------
+    def _call_estimate(self, request: Request, model_id: str) -> float:
+        """The dearest call of this request to this model so far, else the test's own call
+        priced for the model; 0 when the model has no price (the cap cannot limit it)."""
+        with self._lock:
+            dearest = self._dearest.get((request.key, model_id))
+        if dearest is not None:
+            return dearest
+        if request.seen is None:
+            return 0.0
+        if model_id == request.seen.model_id and request.seen.cost_usd is not None:
+            return request.seen.cost_usd
+        estimate = self.reprice(request.seen, model_id) if self.reprice is not None else None
+        return estimate or 0.0
+
+    def _pair_estimate(self, request: Request) -> float:
+        models = [self.candidate.model_id] + ([] if self.base.stored else [self.base.model_id])
+        return sum(self._call_estimate(request, model) for model in models)
 
     # -- one pair ----------------------------------------------------------------------------
     def _call(self, handle: ModelHandle, request: Request) -> Generation:
         generation = handle.replay(request.operation, request.params)
         with self._lock:
             self.generations.append(generation)
+            if generation.cost_usd is not None:
+                key = (request.key, generation.model_id)
+                self._dearest[key] = max(self._dearest.get(key, 0.0), generation.cost_usd)
         return generation
 
     def _next(self, requests: Sequence[Request]) -> tuple[Request, int]:
@@ -248,35 +350,98 @@ class GateRun:
         self._seen[request.key] = index + 1
         return request, index
 
-    def _pair(self, request: Request, index: int, candidate_first: bool) -> Pair:
+    def _pair(
+        self, request: Request, index: int, candidate_first: bool, spent: list[float]
+    ) -> Pair:
+        """The ``index``-th pair of ``request``; ``spent`` collects what its calls cost, even
+        if one then fails."""
+
+        def replay(handle: ModelHandle, request: Request) -> Generation:
+            generation = self._call(handle, request)
+            if generation.cost_usd is not None:
+                spent.append(generation.cost_usd)
+            return generation
+
         if candidate_first:
-            cand = _sample(self._call(self.candidate, request))
-            base = self.base.sample(index, request, self._call)
+            cand = _sample(replay(self.candidate, request))
+            base = self.base.sample(index, request, replay)
         else:
-            base = self.base.sample(index, request, self._call)
-            cand = _sample(self._call(self.candidate, request))
+            base = self.base.sample(index, request, replay)
+            cand = _sample(replay(self.candidate, request))
         return Pair(request.key, self.base.order(candidate_first), cand, base)
 
+    def _start(
+        self,
+        index: int,
+        request: Request,
+        occurrence: int,
+        candidate_first: bool,
+        estimate: float,
+        finished: queue.SimpleQueue[tuple[int, Pair | BaseException]],
+    ) -> None:
+        """Draw pair ``index`` in a thread of its own; its outcome goes to ``finished``.
+
+        Daemon threads, not a pool: after Ctrl-C the test ends at once, and a call still
+        in flight neither holds up the session's reports nor the process's exit. The
+        pair's reserved ``estimate`` is settled with what its calls cost, whatever happens.
+        """
+
+        def work() -> None:
+            outcome: Pair | BaseException
+            spent: list[float] = []
+            try:
+                outcome = self._pair(request, occurrence, candidate_first, spent)
+            except BaseException as error:  # handed to the gate's thread, which decides
+                outcome = error
+            finally:
+                self.cost.settle(estimate, sum(spent))
+            finished.put((index, outcome))
+
+        threading.Thread(target=work, name=f"bedrock-gate-{index}", daemon=True).start()
+
     def _draw(
-        self, pool: ThreadPoolExecutor, count: int, requests: Sequence[Request]
+        self, start: int, count: int, requests: Sequence[Request]
     ) -> tuple[list[Pair], list[str], bool]:
-        """Draw ``count`` pairs; returns the pairs, the errors of dropped ones, and budget exhaustion."""
+        """Draw ``count`` pairs; returns the pairs, the errors of dropped ones, and budget exhaustion.
+
+        Pairs are started lazily, at most ``concurrency`` in flight: a pair is started
+        (and its calls reserved from ``--bedrock-max-calls``) only when one finishes, so
+        no budget queues work up front. Outcomes are kept in pair order.
+        """
         per_pair = self.base.calls_per_pair
-        jobs = []
+        finished: queue.SimpleQueue[tuple[int, Pair | BaseException]] = queue.SimpleQueue()
+        outcomes: dict[int, Pair | BaseException] = {}
         exhausted = False
-        for _ in range(count):
-            if not self.calls.take(per_pair):
-                exhausted = True
+        index, in_flight = start, 0
+        while True:
+            while not exhausted and in_flight < self.concurrency and index < start + count:
+                request, occurrence = self._next(requests)
+                estimate = self._pair_estimate(request)
+                if not self.cost.take(estimate):
+                    self.cost_exhausted = exhausted = True
+                    break
+                if not self.calls.take(per_pair):
+                    self.cost.settle(estimate, 0.0)
+                    exhausted = True
+                    break
+                self._start(index, request, occurrence, self.rng.random() < 0.5, estimate, finished)
+                index += 1
+                in_flight += 1
+            if in_flight == 0:
                 break
-            request, index = self._next(requests)
-            jobs.append(pool.submit(self._pair, request, index, self.rng.random() < 0.5))
+            done, outcome = _next_finished(finished)
+            in_flight -= 1
+            outcomes[done] = outcome
         pairs: list[Pair] = []
         errors: list[str] = []
-        for job in jobs:
-            try:
-                pairs.append(job.result())
-            except BedrockCallError as error:
-                errors.append(str(error).splitlines()[0])
+        for done in sorted(outcomes):
+            outcome = outcomes[done]
+            if isinstance(outcome, Pair):
+                pairs.append(outcome)
+            elif isinstance(outcome, BedrockCallError):
+                errors.append(str(outcome).splitlines()[0])
+            else:
+                raise outcome  # not a Bedrock error: a bug or a bad request; the test shows it
         return pairs, errors, exhausted
 
     # -- the gate ----------------------------------------------------------------------------
@@ -287,58 +452,57 @@ class GateRun:
         pairs: list[Pair] = []
         errors: list[str] = []
         decisions: dict[str, Decision] = {}
-        unmeasured: dict[str, str] = {}
         exhausted = False
         warmup = 0
+        unmeasured: dict[str, str] = {}
         looks = {key: rule.schedule()[0] for key, rule in self.rules.items()}
         first_look = min(looks.values())
         # Throttled and failed pairs are redrawn, up to twice the budget in all.
         limit = 2 * self.budget
         required = min(len({r.key for r in requests}), self.budget)
-        with ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="bedrock-gate"
-        ) as pool:
-            if self.base.warmup_pairs:
-                warmup = self.base.warmup_pairs
-                _, warm_errors, exhausted = self._draw(pool, warmup, requests)
-                errors.extend(f"warm-up: {e}" for e in warm_errors)
-            drawn = 0
-            while not exhausted:
-                open_ = [m for m in METRICS if m.key not in decisions and m.key not in unmeasured]
-                if not open_ or drawn >= limit or len(errors) > self.budget:
-                    break
-                need = min(looks[m.key] - len(series.metrics[m.key]) for m in open_)
-                batch, batch_errors, exhausted = self._draw(
-                    pool, max(1, min(need, limit - drawn)), requests
-                )
-                drawn += len(batch) + len(batch_errors)
-                errors.extend(batch_errors)
-                for pair in batch:
-                    pairs.append(pair)
-                    if pair.base is not None:
-                        series.add(pair.candidate, pair.base, pair.request)
-                if self.progress is not None:
-                    self.progress(len(pairs), self.budget)
-                calm = len(pairs) - series.throttled
-                for metric in open_:
-                    values = series.metrics[metric.key]
-                    if not values and (calm if metric.latency else len(pairs)) >= first_look:
-                        # Nothing to compare after the first look's pairs: fail, stop sampling.
-                        unmeasured[metric.key] = _unmeasured_reason(metric, len(pairs))
-                    elif len(values) >= looks[metric.key]:
-                        decision = self._decide(metric, values, required)
-                        if decision is not None:
-                            decisions[metric.key] = decision
-                        else:
-                            looks[metric.key] = self.rules[metric.key].next_look(len(values)) or (
-                                len(values) + 1
-                            )
-        if exhausted:
+        if self.base.warmup_pairs:
+            warm, warm_errors, exhausted = self._draw(0, self.base.warmup_pairs, requests)
+            warmup = len(warm) + len(warm_errors)  # a capped gate may draw none
+            errors.extend(f"warm-up: {e}" for e in warm_errors)
+        drawn = 0
+        while not exhausted:
+            open_ = [m for m in METRICS if m.key not in decisions and m.key not in unmeasured]
+            if not open_ or drawn >= limit or len(errors) > self.budget:
+                break
+            need = min(looks[m.key] - len(series.metrics[m.key]) for m in open_)
+            batch, batch_errors, exhausted = self._draw(
+                drawn, max(1, min(need, limit - drawn)), requests
+            )
+            drawn += len(batch) + len(batch_errors)
+            errors.extend(batch_errors)
+            for pair in batch:
+                pairs.append(pair)
+                if pair.base is not None:
+                    series.add(pair.candidate, pair.base, pair.request)
+            if self.progress is not None:
+                self.progress(len(pairs), self.budget)
+            calm = len(pairs) - series.throttled
+            for metric in open_:
+                values = series.metrics[metric.key]
+                if not values and (calm if metric.latency else len(pairs)) >= first_look:
+                    # Nothing to compare after the first look's pairs: fail, stop sampling.
+                    unmeasured[metric.key] = _unmeasured_reason(metric, len(pairs))
+                elif len(values) >= looks[metric.key]:
+                    decision = self._decide(metric, values, required)
+                    if decision is not None:
+                        decisions[metric.key] = decision
+                    else:
+                        nxt = self.rules[metric.key].next_look(len(values))
+                        looks[metric.key] = nxt or len(values) + 1
+        if self.cost_exhausted:
+            reason = "cost budget exhausted"
+        elif exhausted:
             reason = "call budget exhausted"
         elif drawn >= limit or len(errors) > self.budget:
             reason = "too many failed or throttled pairs"
         else:
             reason = "budget reached"
+        spend = Spend.of(self.generations)
         verdicts = self._verdicts(series, decisions, unmeasured, reason, len(pairs))
         return RegressionResult(
             candidate=self.candidate.model_id,
@@ -351,9 +515,12 @@ class GateRun:
             pairs=tuple(pairs),
             dropped_pairs=len([e for e in errors if not e.startswith("warm-up")]),
             warmup_pairs=warmup,
-            call_budget_exhausted=exhausted,
+            call_budget_exhausted=exhausted and not self.cost_exhausted,
             errors=tuple(errors),
             decomposition=end_to_end_split(series),
+            cost_usd=total_cost(spend),
+            unpriced_calls=unpriced_calls(spend),
+            cost_budget_exhausted=self.cost_exhausted,
             throttled_pairs=series.throttled,
             concurrency=self.concurrency,
             confidence=self.confidence,
@@ -487,15 +654,17 @@ def run_gate(
     calls: CallBudget,
     keys_used: set[str],
     region: str | None,
+    cost: CostBudget | None = None,
+    reprice: Reprice | None = None,
     progress: Progress | None = None,
     gates: int = 1,
 ) -> GateOutcome:
-    """Run one test's ``bedrock_regression`` gate on the requests it made.
+    """Run one test's ``bedrock_regression`` gate on the requests it made (``gates``: how
+    many gates the session runs; they share its error rate).
 
     ``handle`` gives an unpublished handle on a model; ``keys_used`` collects the stored
     baseline keys the gate looks at (as it looks, so they count even if the gate breaks).
     With ``update_baseline`` and a live base, the base's samples come back in ``staged``.
-    ``gates`` is how many gates the session runs (they share its error rate).
     """
     candidate = candidate_of(records, model)
     if candidate is None:
@@ -506,7 +675,15 @@ def run_gate(
                 "set --bedrock-model"
             ]
         )
-    requests = distinct_requests(records, candidate)
+    try:
+        requests = distinct_requests(records, candidate)
+    except TypeError as error:  # e.g. a file object as the InvokeModel body: read once, gone
+        return GateOutcome(
+            [
+                f"bedrock_regression: the test's request to {display_model(candidate)} cannot be "
+                f"replayed: {str(error).removeprefix('request_key: ')}"
+            ]
+        )
     if not requests:
         return GateOutcome(
             [
@@ -552,6 +729,8 @@ def run_gate(
         candidate=handle(candidate),
         base=base,
         calls=calls,
+        cost=cost,
+        reprice=reprice,
         progress=progress,
         confidence=settings.confidence,
         gates=gates,
@@ -563,6 +742,13 @@ def run_gate(
         runner.generations,
         warnings=list(result.warnings()),
     )
+    if cost is not None and cost.limit is not None:
+        unpriced = sorted({g.model_id for g in runner.generations if g.cost_usd is None})
+        outcome.warnings.extend(
+            f"bedrock_regression: --bedrock-max-cost cannot limit the calls to "
+            f"{display_model(model)}: it has no price (give one with --bedrock-prices)"
+            for model in unpriced
+        )
     if update_baseline and not base.stored:
         for request in requests:
             entry = stored_entry(

@@ -21,7 +21,8 @@ from .atomicio import write_text_atomic
 from .gate import MetricVerdict
 from .measurement import display_model
 from .metrics import by_key as metric_named
-from .results import Spend, TestResult, merge_spend
+from .prices import format_usd
+from .results import Spend, TestResult, merge_spend, total_cost, unpriced_calls
 from .settings import Settings
 
 SCHEMA_VERSION = 1
@@ -39,6 +40,10 @@ def _ratio(m: MetricVerdict) -> str:
     return f"x{m.estimate:.2f} [{m.low:.2f}, {m.high:.2f}]"
 
 
+def _cost(value: float | None) -> str:
+    return "no price" if value is None else format_usd(value)
+
+
 def _short_test(nodeid: str, width: int = 60) -> str:
     name = nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid
     return name if len(name) <= width else name[: width - 1] + "…"
@@ -52,6 +57,9 @@ class Report:
     settings: Settings
     endpoint_kind: str
     region: str | None
+    interrupted: bool = False  # Ctrl-C: the report holds the tests that finished
+    prices_source: str | None = None  # the price table(s) the costs come from
+    prices_as_of: str | None = None
 
     @property
     def measured(self) -> list[TestResult]:
@@ -76,6 +84,7 @@ class Report:
                     _num(result.figure("ms_per_token", 90)),
                     _num(result.figure("output_tokens", 50), 0),
                     _num(result.figure("output_tokens", 100), 0),
+                    _cost(result.cost_usd),
                     result.verdict,
                 ]
             )
@@ -92,6 +101,7 @@ class Report:
                             "",
                             g.output_tokens,
                             "",
+                            _cost(g.cost_usd),
                             g.stop_reason or "",
                         ]
                     )
@@ -104,6 +114,7 @@ class Report:
             "ms/tok p90",
             "out tok p50",
             "out tok max",
+            "cost",
             "verdict",
         ]
         lines = tabulate(
@@ -133,6 +144,7 @@ class Report:
             "out tokens",
             "ratio",
             "pairs",
+            "gate cost",
             "verdict",
         ]
 
@@ -155,19 +167,39 @@ class Report:
                     _ratio(m),
                 ]
             verdict = "FAIL" if gate.failed else ("pass (marginal)" if gate.marginal else "pass")
-            cells += [len(gate.pairs), verdict]
+            cells += [len(gate.pairs), _cost(gate.cost_usd), verdict]
             rows.append(cells)
         return rows
 
     def spend(self) -> dict[str, Spend]:
         return merge_spend(*(r.spend for r in self.results))
 
+    def cost_usd(self) -> float | None:
+        """USD of the session's priced calls; ``None`` when none of its calls had a price."""
+        return total_cost(self.spend())
+
     def spend_line(self) -> str:
+        """Calls, tokens and dollars per model, then the session's total."""
+        spend = self.spend()
         parts = [
-            f"{display_model(model)} {s.calls} calls, {s.input_tokens} in / {s.output_tokens} out tokens"
-            for model, s in sorted(self.spend().items())
+            f"{display_model(model)} {s.calls} calls, {s.input_tokens} in / {s.output_tokens} out "
+            f"tokens, {_cost(s.cost_usd if s.priced else None)}"
+            + (f" ({s.unpriced_calls} without a price)" if s.priced and s.unpriced_calls else "")
+            for model, s in sorted(spend.items())
         ]
-        return "Bedrock spend: " + ("; ".join(parts) if parts else "none")
+        if not parts:
+            return "Bedrock spend: none"
+        total = self.cost_usd()
+        unpriced = unpriced_calls(spend)
+        if total is None:
+            tail = "no price for any model (give prices with --bedrock-prices)"
+        else:
+            tail = f"{format_usd(total)} total" + (
+                f" + {unpriced} call(s) with no price" if unpriced else ""
+            )
+        if self.settings.max_cost is not None:
+            tail += f" (--bedrock-max-cost ${self.settings.max_cost:g})"
+        return "Bedrock spend: " + "; ".join(parts) + " — " + tail
 
     # -- JSON ------------------------------------------------------------------------------
     def document(self) -> dict[str, Any]:
@@ -183,6 +215,7 @@ class Report:
         return {
             "schema_version": SCHEMA_VERSION,
             "created_at": time.time(),
+            "interrupted": self.interrupted,
             "environment": {
                 "plugin_version": __version__,
                 "boto3_version": boto3.__version__,
@@ -195,8 +228,11 @@ class Report:
                 "models": models,
                 "latency_scale": self.settings.latency_scale,
                 "includes_text": include_text,
+                "prices": {"source": self.prices_source, "as_of": self.prices_as_of},
             },
-            "spend": {m: vars(s) for m, s in sorted(self.spend().items())},
+            "cost_usd": self.cost_usd(),
+            "unpriced_calls": unpriced_calls(self.spend()),
+            "spend": {m: s.to_json() for m, s in sorted(self.spend().items())},
             "tests": [r.to_json(include_text=include_text) for r in self.results],
         }
 
@@ -219,6 +255,7 @@ class Report:
                 _num(r.figure("ttft_ms", 50)),
                 _num(r.figure("ms_per_token", 50)),
                 _num(r.figure("output_tokens", 50), 0),
+                _cost(r.cost_usd),
                 _verdict_icon(r),
             ]
             for r in measured
@@ -232,6 +269,7 @@ class Report:
                 "TTFT p50 ms",
                 "ms/token p50",
                 "output tokens p50",
+                "cost (USD)",
                 "verdict",
             ],
             tablefmt="github",

@@ -7,7 +7,7 @@ test report; the process that prints the summary rebuilds it with :meth:`from_js
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .evaluate import Check
@@ -18,17 +18,26 @@ from .stats import percentile
 
 @dataclass(frozen=True)
 class Spend:
-    """Invocations and tokens one model cost (test body and regression pairs alike)."""
+    """Invocations, tokens and dollars one model cost (test body and regression pairs alike).
+
+    ``cost_usd`` adds the calls that have a price; ``unpriced_calls`` counts the others
+    (no price for the model, or Bedrock reported no token counts), so a total is never
+    silently short.
+    """
 
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
 
     def __add__(self, other: Spend) -> Spend:
         return Spend(
             self.calls + other.calls,
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
+            self.cost_usd + other.cost_usd,
+            self.unpriced_calls + other.unpriced_calls,
         )
 
     @classmethod
@@ -36,9 +45,30 @@ class Spend:
         spend: dict[str, Spend] = {}
         for g in generations:
             spend[g.model_id] = spend.get(g.model_id, cls()) + cls(
-                1, g.input_tokens or 0, g.output_tokens or 0
+                1,
+                g.input_tokens or 0,
+                g.output_tokens or 0,
+                g.cost_usd or 0.0,
+                int(g.cost_usd is None),
             )
         return spend
+
+    @property
+    def priced(self) -> bool:
+        """Whether any of these calls had a price (else the cost is unknown, not zero)."""
+        return self.calls > self.unpriced_calls
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready; ``cost_usd`` is ``null`` when no call had a price (unknown, not $0)."""
+        data = asdict(self)
+        data["cost_usd"] = self.cost_usd if self.priced or not self.calls else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Spend:
+        fields_ = dict(data)
+        fields_["cost_usd"] = fields_.get("cost_usd") or 0.0
+        return cls(**fields_)
 
 
 def merge_spend(*spends: Mapping[str, Spend]) -> dict[str, Spend]:
@@ -47,6 +77,18 @@ def merge_spend(*spends: Mapping[str, Spend]) -> dict[str, Spend]:
         for model, value in spend.items():
             total[model] = total.get(model, Spend()) + value
     return total
+
+
+def total_cost(spend: Mapping[str, Spend]) -> float | None:
+    """USD of every priced call; ``None`` when there were calls and none had a price."""
+    if any(s.calls for s in spend.values()) and not any(s.priced for s in spend.values()):
+        return None
+    return sum(s.cost_usd for s in spend.values())
+
+
+def unpriced_calls(spend: Mapping[str, Spend]) -> int:
+    """Calls whose cost is unknown (left out of :func:`total_cost`)."""
+    return sum(s.unpriced_calls for s in spend.values())
 
 
 @dataclass(frozen=True)
@@ -81,6 +123,11 @@ class TestResult:
         values = [v for v in (getattr(g, name) for g in self.calls) if v is not None]
         return percentile(values, q) if values else None
 
+    @property
+    def cost_usd(self) -> float | None:
+        """USD of the test's calls and its gate's; ``None`` when none of them had a price."""
+        return total_cost(self.spend)
+
     def headline(self) -> dict[str, float]:
         """The figures CI systems chart (JUnit properties, step summaries)."""
         figures = {
@@ -92,7 +139,11 @@ class TestResult:
             "bedrock_output_tokens_p50": self.figure("output_tokens", 50),
             "bedrock_output_tokens_max": self.figure("output_tokens", 100),
         }
-        return {name: round(value, 3) for name, value in figures.items() if value is not None}
+        out = {name: round(value, 3) for name, value in figures.items() if value is not None}
+        cost = self.cost_usd
+        if cost is not None:
+            out["bedrock_cost_usd"] = round(cost, 8)  # cents are too coarse for one test
+        return out
 
     def to_json(self, *, include_text: bool) -> dict[str, Any]:
         return {
@@ -103,7 +154,9 @@ class TestResult:
             "checks": [c.to_json() for c in self.checks],
             "failed_calls": self.failed_calls,
             "regression": self.regression.to_json() if self.regression else None,
-            "spend": {m: vars(s) for m, s in self.spend.items()},
+            "spend": {m: s.to_json() for m, s in self.spend.items()},
+            "cost_usd": self.cost_usd,
+            "unpriced_calls": unpriced_calls(self.spend),
         }
 
     @classmethod
@@ -121,5 +174,5 @@ class TestResult:
             regression=RegressionResult.from_json(data["regression"])
             if data.get("regression")
             else None,
-            spend={m: Spend(**s) for m, s in data.get("spend", {}).items()},
+            spend={m: Spend.from_json(s) for m, s in data.get("spend", {}).items()},
         )

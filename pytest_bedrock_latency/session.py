@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .collector import ResultCollector, attach_result, open_store
+from .collector import Finished, ResultCollector, attach_result, open_store
+from .prices import PriceError, PriceTable, format_usd, load_prices
 from .run import (
     TEST_SETTINGS_KEY,
     TestRun,
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from .handle import ModelHandle
     from .instrument import Instrumentation
     from .markers import TestBounds
-    from .regression import CallBudget
+    from .regression import CallBudget, CostBudget
     from .report import Report
     from .results import TestResult
 
@@ -50,13 +51,24 @@ class BedrockSession:
         self.worker = worker
         self.verbosity = verbosity
         self.target = BedrockTarget(settings)
-        self.collector = ResultCollector(settings)
+        self.prices = self._load_prices(settings)
+        self.collector = ResultCollector(settings, self.prices)
         self.current: TestRun | None = None
         self.gates = 1  # regression gates of the session (they share its error rate)
+        self._fault_mark = 0  # emulator faults already reported when the running test began
         self._instrumentation: Instrumentation | None = None
         self._call_budget: CallBudget | None = None
+        self._cost_budget: CostBudget | None = None
         self._bases: BaseModels | None = None
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _load_prices(settings: Settings) -> PriceTable:
+        """The shipped price table with ``--bedrock-prices`` over it; a bad file is a usage error."""
+        try:
+            return load_prices(settings.prices)
+        except PriceError as error:
+            raise pytest.UsageError(f"--bedrock-prices: {error}") from None
 
     @property
     def instrumentation(self) -> Instrumentation:
@@ -64,6 +76,7 @@ class BedrockSession:
             from .instrument import Instrumentation
 
             self._instrumentation = Instrumentation()
+            self._instrumentation.pricing = self.prices.coster  # every call gets its cost_usd
         return self._instrumentation
 
     @property
@@ -74,6 +87,15 @@ class BedrockSession:
 
                 self._call_budget = CallBudget(self.settings.max_calls)
             return self._call_budget
+
+    @property
+    def cost_budget(self) -> CostBudget:
+        with self._lock:
+            if self._cost_budget is None:
+                from .regression import CostBudget
+
+                self._cost_budget = CostBudget(self.settings.max_cost)
+            return self._cost_budget
 
     @property
     def emulator(self) -> Emulator | None:
@@ -130,6 +152,8 @@ class BedrockSession:
         settings = item.stash[TEST_SETTINGS_KEY] = TestSettings.of(self.settings, bounds)
         run = TestRun(item, bounds, settings, on_call=self.call_budget.spend)
         self.current = run
+        emulator = self.target.emulator
+        self._fault_mark = len(emulator.errors) if emulator is not None else 0
         self.instrumentation.sink = run.add
         self.instrumentation.install()
         if bounds.any:
@@ -159,24 +183,71 @@ class BedrockSession:
             model_id,
             self.instrumentation,
             max_tokens=run.settings.max_tokens if run else self.settings.max_tokens,
-            publish=run.add if run is not None else None,
+            publish=run.publish if run is not None else None,
+            calls=self.call_budget,
         )
 
     def runtime_client(self) -> object:
         return self.target.runtime_client()
+
+    def surface_faults(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Fail the call phase of the test during which the emulator faulted (a bug there).
+
+        The tracebacks go to a report section, as pytest-httpserver re-raises its handler
+        errors in the test: the client only saw a 501 (or a broken stream).
+        """
+        emulator = self.target.emulator
+        if emulator is None or self.run_for(item) is None:
+            return
+        faults = emulator.errors[self._fault_mark :]
+        if not faults:
+            return
+        self._fault_mark += len(faults)
+        report.sections.append(
+            ("bedrock emulator faults", "\n\n".join(str(fault) for fault in faults))
+        )
+        if report.passed or report.skipped:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"the Bedrock emulator faulted {len(faults)} time(s) during this test (a bug in "
+                f"the emulator, not in the test): {faults[0].error}; tracebacks in the "
+                "'bedrock emulator faults' section"
+            )
 
     # -- after the test body: the verdicts -----------------------------------------------
     def check(self, item: pytest.Item) -> None:
         """Evaluate the test's markers; fail it with one line per violation."""
         __tracebackhide__ = True
         run = self.run_for(item)
-        if run is None or not run.bounds.any:
+        if run is not None:
+            self._count_cost(run)  # before the gate, which must see what the test spent
+        if run is None:
             return
         lines = run.check()
         if run.bounds.regression is not None:
             lines.extend(self._regression(item, run))
+        lines.extend(run.check_timeout())
         if lines:
             pytest.fail("\n".join(lines), pytrace=False)
+
+    def _count_cost(self, run: TestRun) -> None:
+        """Add the test's own calls to ``--bedrock-max-cost`` (once); say when they pass it."""
+        if run.cost_counted:
+            return
+        run.cost_counted = True
+        self.cost_budget.spend(sum(g.cost_usd or 0.0 for g in run.generations()))
+        self._say_if_over_cost(run)
+
+    def _say_if_over_cost(self, run: TestRun) -> None:
+        budget = self.cost_budget
+        if budget.limit is not None and budget.passed_once():
+            run.item.warn(
+                pytest.PytestWarning(
+                    f"bedrock: the session's Bedrock spend passed --bedrock-max-cost "
+                    f"${budget.limit:g} in {run.nodeid} (calls the tests make are "
+                    f"counted, never blocked; {format_usd(budget.spent)} so far)"
+                )
+            )
 
     def base_for(self, candidate: str) -> BaseChoice:
         """The base model: ``--bedrock-baseline``, else the control plane's answer (cached)."""
@@ -192,6 +263,7 @@ class BedrockSession:
 
         assert run.bounds.regression is not None
         target = self.target.target
+        region = target.region if target else None
         outcome = run_gate(
             run.bounds.regression,
             run.snapshot(),
@@ -204,18 +276,24 @@ class BedrockSession:
             handle=lambda model_id: self.handle(model_id).with_model(model_id, publish=False),
             calls=self.call_budget,
             keys_used=run.baseline_keys_used,
-            region=target.region if target else None,
+            region=region,
+            cost=self.cost_budget,
+            reprice=lambda generation, model_id: self.prices.cost_of(generation, region, model_id),
             # A worker has no terminal; its controller prints the verdict.
             progress=None if self.worker else gate_progress(item, self.verbosity),
             gates=self.gates,
         )
-        return run.keep_gate(outcome)
+        lines = run.keep_gate(outcome)
+        self._say_if_over_cost(run)
+        return lines
 
     # -- reports ----------------------------------------------------------------------------
     def payload(self, item: pytest.Item, report: pytest.TestReport) -> None:
         """Attach the test's result to its report; it travels to the xdist controller."""
         run = self.run_for(item)
         if run is not None:
+            if report.when == "call":
+                self._count_cost(run)  # a test whose body failed never reached check()
             attach_result(run, item, report, include_text=self.settings.report_text)
 
     def collect(self, report: pytest.TestReport) -> None:
@@ -233,8 +311,8 @@ class BedrockSession:
         target = self.target.target
         self.collector.summarize(reporter, target, verbosity=verbosity, messages=messages)
 
-    def finish(self, config: pytest.Config, *, interrupted: bool) -> list[str]:
-        """Write the files of the session; returns messages for the terminal."""
+    def finish(self, config: pytest.Config, *, interrupted: bool) -> Finished:
+        """Write the files of the session; returns messages for the terminal, and failures."""
         if self.worker:
-            return []
+            return Finished()
         return self.collector.finish(config, self.target.target, interrupted=interrupted)

@@ -10,6 +10,7 @@ from, so the user knows which file, variable or flag to fix.
 from __future__ import annotations
 
 import math
+import os
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -82,6 +83,17 @@ def _positive_float(raw: str) -> float:
         raise ValueError(f"must be a number, got {raw!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"must be a finite number greater than 0, got {raw}")
+    return value
+
+
+def _usd(raw: str) -> float:
+    text = raw.strip().removeprefix("$").strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be an amount of US dollars such as 2.50, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be an amount of US dollars greater than 0, got {raw}")
     return value
 
 
@@ -299,6 +311,20 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
     ),
     Option(
+        "prices",
+        'TOML price table over the shipped one: [models."MODEL_ID"] input_per_1k, output_per_1k, ... '
+        "in USD (ini: relative to the ini file)",
+        is_path=True,
+        metavar="FILE",
+    ),
+    Option(
+        "max_cost",
+        "cap in US dollars on the session's Bedrock spend; a regression gate stops drawing pairs "
+        "before it would pass the cap",
+        parse=_usd,
+        metavar="USD",
+    ),
+    Option(
         "timeout",
         f"fail a Bedrock call that takes longer than this (at most {MAX_TIMEOUT_S:g})",
         parse=_at_most(_positive_float, MAX_TIMEOUT_S, " seconds"),
@@ -343,6 +369,8 @@ class Settings:
     update_baseline: bool = False
     baseline_file: Path | None = None
     max_calls: int | None = None
+    prices: Path | None = None
+    max_cost: float | None = None
     timeout: float | None = None
     require: bool = False
     plot: Path | None = None
@@ -441,3 +469,81 @@ class TestSettings:
             concurrency=settings.concurrency,
             confidence=settings.confidence,
         )
+
+
+def _creatable(path: Path) -> str | None:
+    """Why a file cannot be made at ``path`` (its nearest existing ancestor), or None."""
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"its parent {ancestor} is a file, not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"the directory {ancestor} is not writable"
+    return None
+
+
+def check_outputs(
+    settings: Settings,
+    *,
+    step_summary: str | None = None,
+    others: Mapping[str, Path] | None = None,
+) -> None:
+    """Refuse output paths that are knowably wrong, before any test (or paid call) runs.
+
+    A directory where a file is needed (or a file where a directory is), a parent that
+    cannot be created or written, two outputs on one path, and an output on one of the
+    run's inputs (the baseline file, the emulator's profiles) would each lose the run's
+    results at its end. ``others`` are pytest's own outputs (``--junitxml``) by flag.
+
+    Raises:
+        SettingsError: every problem found, one per line, each naming the flag and the fix.
+    """
+    problems: list[str] = []
+    files: dict[str, Path] = {}
+    if settings.report is not None:
+        files["--bedrock-report"] = settings.report
+    if settings.update_baseline and settings.baseline_file is not None:
+        files["--bedrock-baseline-file"] = settings.baseline_file
+    if step_summary:
+        files["GITHUB_STEP_SUMMARY"] = Path(step_summary)
+    for flag, path in (others or {}).items():
+        files[flag] = path
+    for flag, path in files.items():
+        if path.is_dir():
+            problems.append(f"{flag} {path} is a directory; name a file")
+        elif (why := _creatable(path)) is not None:
+            problems.append(f"{flag} {path} cannot be written: {why}")
+    if settings.plot is not None:
+        if settings.plot.exists() and not settings.plot.is_dir():
+            problems.append(f"--bedrock-plot {settings.plot} is a file; name a directory")
+        elif not settings.plot.exists() and (why := _creatable(settings.plot)) is not None:
+            problems.append(f"--bedrock-plot {settings.plot} cannot be created: {why}")
+    # Two outputs on one path, or an output over an input of the run.
+    claimed: dict[Path, str] = {}
+    inputs = {
+        "--bedrock-baseline-file": settings.baseline_file,
+        "--bedrock-emulator-profiles": settings.emulator_profiles,
+    }
+    outputs = dict(files)
+    if settings.plot is not None:
+        outputs["--bedrock-plot"] = settings.plot
+    for flag, path in outputs.items():
+        key = Path(os.path.realpath(path))
+        if key in claimed:
+            problems.append(
+                f"{flag} and {claimed[key]} are the same path ({path}); give each its own"
+            )
+        else:
+            claimed[key] = flag
+    for input_flag, input_path in inputs.items():
+        if input_path is None:
+            continue
+        key = Path(os.path.realpath(input_path))
+        writer = claimed.get(key)
+        if writer is not None and writer != input_flag:
+            problems.append(
+                f"{writer} {input_path} would overwrite the {input_flag} file; name another path"
+            )
+    if problems:
+        raise SettingsError("\n".join(problems))

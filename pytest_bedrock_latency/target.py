@@ -17,6 +17,12 @@ import pytest
 from .errors import CallFailures
 from .settings import Settings
 
+#: What the emulator's 404 for a model without a profile tells a plugin user to do.
+NOT_FOUND_HINT = (
+    'add a profile for it to the file given with --bedrock-emulator-profiles (a glob or a "*" '
+    "profile covers many)"
+)
+
 # boto3, botocore and moto cost a few hundred milliseconds to import; a run whose tests
 # never touch Bedrock must not pay that, so they are imported where used.
 if TYPE_CHECKING:
@@ -25,6 +31,7 @@ if TYPE_CHECKING:
     from .handle import ModelHandle
     from .instrument import Instrumentation
     from .measurement import CallRecord
+    from .regression import CallBudget
 
 
 class EnvironmentPatch:
@@ -45,6 +52,20 @@ class EnvironmentPatch:
             else:
                 self._environ[name] = value
         self._saved.clear()
+
+
+def aws_config_problem(aws_profile: str | None) -> str | None:
+    """Why boto3 cannot make a session from the AWS config files and profile, or None."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    from .clients import session_problem
+
+    try:
+        boto3.Session(profile_name=aws_profile)
+    except BotoCoreError as error:
+        return session_problem(error, aws_profile)
+    return None
 
 
 def has_credentials() -> bool:
@@ -68,6 +89,7 @@ class BedrockTarget:
         self.clients: Clients | None = None
         self._failures: CallFailures | None = None
         self._problems: list[str] | None = None
+        self._emulator_problem = ""
         self._lock = threading.Lock()
 
     @property
@@ -81,12 +103,14 @@ class BedrockTarget:
 
         settings = self.settings
         if settings.emulator:
-            from .emulator import Emulator, ProfileError
-
-            try:
-                self.emulator = Emulator(profiles=settings.emulator_profiles).start()
-            except (ProfileError, OSError) as error:
-                raise pytest.UsageError(f"--bedrock-emulator: {error}") from None
+            # boto3 reads the AWS config files for every client, the application's too: a
+            # broken file or unknown profile would fail each test with a botocore traceback.
+            problem = aws_config_problem(settings.aws_profile)
+            if problem is not None:
+                raise pytest.UsageError(f"--bedrock-emulator: {problem}")
+            self.emulator = self._start_emulator()
+            if self.emulator is None:
+                raise pytest.UsageError(f"--bedrock-emulator: {self._emulator_problem}")
             self._own_emulator = True
             url = self.emulator.url
             # Every client of the process, the application's included, follows these.
@@ -115,13 +139,44 @@ class BedrockTarget:
             pool_size=max(10, 2 * settings.concurrency + 2),
         )
         self.clients = Clients(target)
+        # Against the emulator the 404 itself says what to add (NOT_FOUND_HINT), for the
+        # application's calls as much as for the handle's: no second hint here.
         self._failures = CallFailures(
-            f"The emulator at {endpoint} has no profile for this model: add one to the file given "
-            'with --bedrock-emulator-profiles (a glob or a "*" profile covers many).'
+            ""
             if self.emulator is not None
             else f"Check credentials, region and model access for {target.describe()}; "
-            "or run offline with --bedrock-emulator."
+            "or run offline with --bedrock-emulator.",
+            unreachable=(
+                f"Nothing answers at the emulator's address {endpoint}: it stopped during the "
+                "run (a test or fixture called its stop()?)."
+                if self.emulator is not None
+                else f"Nothing answers at {target.describe()}: check the endpoint URL "
+                "(--bedrock-endpoint-url / AWS_ENDPOINT_URL_BEDROCK_RUNTIME) and the network."
+            ),
         )
+
+    def header_lines(self) -> list[str]:
+        """What the run should know before it starts (pytest's report header)."""
+        if self.settings.emulator and self.settings.endpoint_url:
+            return [
+                f"bedrock: the endpoint URL {self.settings.endpoint_url} (--bedrock-endpoint-url / "
+                "AWS_ENDPOINT_URL_BEDROCK_RUNTIME) is ignored: --bedrock-emulator sends all "
+                "Bedrock traffic to the embedded emulator"
+            ]
+        return []
+
+    def _start_emulator(self) -> Emulator | None:
+        """A started emulator, or None with :attr:`_emulator_problem` saying why."""
+        from .emulator import Emulator, ProfileError
+
+        try:
+            return Emulator(
+                profiles=self.settings.emulator_profiles, not_found_hint=NOT_FOUND_HINT
+            ).start()
+        except (ProfileError, OSError, UnicodeDecodeError, ValueError) as error:
+            # The emulator's messages name the profile file and field already.
+            self._emulator_problem = str(error)
+            return None
 
     def stop(self) -> None:
         """Restore the environment and stop an emulator this session started."""
@@ -132,11 +187,14 @@ class BedrockTarget:
 
     def emulator_for_fixture(self) -> Emulator:
         """The session's emulator; started on first use when ``--bedrock-emulator`` is off."""
-        from .emulator import Emulator
 
+        __tracebackhide__ = True
         with self._lock:
             if self.emulator is None:
-                self.emulator = Emulator(profiles=self.settings.emulator_profiles).start()
+                emulator = self._start_emulator()
+                if emulator is None:
+                    pytest.fail(f"bedrock_emulator: {self._emulator_problem}", pytrace=False)
+                self.emulator = emulator
                 self._own_emulator = True
             return self.emulator
 
@@ -155,7 +213,7 @@ class BedrockTarget:
         message = "; ".join(problems)
         if self.settings.require:
             pytest.fail(f"Bedrock is not configured (--bedrock-require): {message}", pytrace=False)
-        if self._problems:
+        if self._problems and self.emulator is None:
             message += " (or try --bedrock-emulator)"
         # Point the skip at the test, as pytest does for a skip raised by a fixture.
         raise pytest.skip.Exception(message, allow_module_level=False, _use_item_location=True)
@@ -167,6 +225,7 @@ class BedrockTarget:
         *,
         max_tokens: int | None,
         publish: Callable[[CallRecord], None] | None,
+        calls: CallBudget | None = None,
     ) -> ModelHandle:
         """A handle on ``model_id`` through the session's runtime client."""
         from .handle import ModelHandle
@@ -180,6 +239,7 @@ class BedrockTarget:
             failures=self._failures,
             publish=publish,
             text_in_repr=self.settings.report_text,
+            calls=calls,
         )
 
     def runtime_client(self) -> Any:

@@ -13,6 +13,24 @@ from .profiles import ProfileError
 from .server import Emulator
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number (0-65535; 0: any free port)"
+        )
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the emulator, print its URL and the export lines, serve until Ctrl-C (exit 0)."""
     parser = argparse.ArgumentParser(
@@ -25,7 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="127.0.0.1",
         help="interface to bind (default 127.0.0.1; use another only on purpose)",
     )
-    parser.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
+    parser.add_argument("--port", type=_port, default=0, help="port (default 0: any free port)")
+    parser.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="close a connection idle, or stopped half-way through a request, this long "
+        "(default 5)",
+    )
     parser.add_argument(
         "--profiles",
         metavar="FILE",
@@ -34,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        emulator = Emulator(profiles=args.profiles, host=args.host, port=args.port)
+        emulator = Emulator(
+            profiles=args.profiles, host=args.host, port=args.port, idle_timeout=args.idle_timeout
+        )
     except ProfileError as exc:
         print(f"bedrock-emulator: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ string headers (type 7) are needed by Bedrock Runtime streams.
 from __future__ import annotations
 
 import binascii
+import functools
 import json
 import struct
 from collections.abc import Mapping
@@ -31,7 +32,10 @@ def _encode_headers(headers: Mapping[str, str]) -> bytes:
 
 def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:
     """Encode one event-stream message: prelude, prelude CRC, headers, payload, message CRC."""
-    raw_headers = _encode_headers(headers)
+    return _encode(_encode_headers(headers), payload)
+
+
+def _encode(raw_headers: bytes, payload: bytes) -> bytes:
     total_len = 12 + len(raw_headers) + len(payload) + 4
     prelude = struct.pack(">II", total_len, len(raw_headers))
     prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
@@ -39,20 +43,28 @@ def encode_message(headers: Mapping[str, str], payload: bytes) -> bytes:
     return body + struct.pack(">I", binascii.crc32(body) & 0xFFFFFFFF)
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _json(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+    return _COMPACT.encode(payload).encode("utf-8")
 
 
-def event_frame(event_type: str, payload: Mapping[str, Any]) -> bytes:
-    """An ``:message-type=event`` frame, e.g. ``contentBlockDelta`` or ``chunk``."""
-    return encode_message(
+@functools.lru_cache(maxsize=64)
+def _event_headers(event_type: str) -> bytes:
+    # The same few event types make every frame of a stream: encode their headers once.
+    return _encode_headers(
         {
             ":event-type": event_type,
             ":content-type": "application/json",
             ":message-type": "event",
-        },
-        _json(payload),
+        }
     )
+
+
+def event_frame(event_type: str, payload: Mapping[str, Any]) -> bytes:
+    """An ``:message-type=event`` frame, e.g. ``contentBlockDelta`` or ``chunk``."""
+    return _encode(_event_headers(event_type), _json(payload))
 
 
 def exception_frame(exception_type: str, payload: Mapping[str, Any]) -> bytes:

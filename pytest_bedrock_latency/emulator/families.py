@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .content import Block
 from .profiles import FAMILIES
 
 __all__ = [
@@ -52,9 +53,16 @@ class Answer:
     text: str
     input_tokens: int
     output_tokens: int
-    stop_reason: str  # Converse vocabulary: end_turn | max_tokens | stop_sequence
+    stop_reason: str  # Converse vocabulary: end_turn | max_tokens | stop_sequence | tool_use
     stop_sequence: str | None
     request_id: str
+    blocks: tuple[Block, ...] = ()  # reasoning / text / tool use; empty means text only
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0  # input_tokens excludes both, as Bedrock reports it
+
+    def content_blocks(self) -> tuple[Block, ...]:
+        """The answer's blocks (a single text block when none were planned)."""
+        return self.blocks or (Block("text", self.text, (self.text,)),)
 
 
 _REGION_PREFIX = re.compile(r"^(us|eu|apac|us-gov|ca|jp|au|global)\.")
@@ -224,6 +232,61 @@ def _anthropic_id(answer: Answer) -> str:
     return "msg_bdrk_" + answer.request_id.replace("-", "")[:24]
 
 
+def converse_content(block: Block) -> dict[str, Any]:
+    """A block as a Converse (and Nova native) content block."""
+    if block.kind == "reasoning":
+        return {
+            "reasoningContent": {
+                "reasoningText": {"text": block.text, "signature": block.signature}
+            }
+        }
+    if block.kind == "tool_use" and block.tool is not None:
+        return {
+            "toolUse": {
+                "toolUseId": block.tool.tool_use_id,
+                "name": block.tool.name,
+                "input": block.tool.input,
+            }
+        }
+    return {"text": block.text}
+
+
+def _anthropic_content(block: Block) -> dict[str, Any]:
+    if block.kind == "reasoning":
+        return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+    if block.kind == "tool_use" and block.tool is not None:
+        return {
+            "type": "tool_use",
+            "id": "toolu_bdrk_" + block.tool.tool_use_id.removeprefix("tooluse_"),
+            "name": block.tool.name,
+            "input": block.tool.input,
+        }
+    return {"type": "text", "text": block.text}
+
+
+def _anthropic_usage(answer: Answer, output_tokens: int) -> dict[str, int]:
+    usage = {"input_tokens": answer.input_tokens, "output_tokens": output_tokens}
+    if answer.cache_read_tokens or answer.cache_write_tokens:
+        usage["cache_creation_input_tokens"] = answer.cache_write_tokens
+        usage["cache_read_input_tokens"] = answer.cache_read_tokens
+    return usage
+
+
+def _nova_usage(answer: Answer) -> dict[str, int]:
+    usage = {
+        "inputTokens": answer.input_tokens,
+        "outputTokens": answer.output_tokens,
+        "totalTokens": answer.input_tokens
+        + answer.output_tokens
+        + answer.cache_read_tokens
+        + answer.cache_write_tokens,
+    }
+    if answer.cache_read_tokens or answer.cache_write_tokens:
+        usage["cacheReadInputTokenCount"] = answer.cache_read_tokens
+        usage["cacheWriteInputTokenCount"] = answer.cache_write_tokens
+    return usage
+
+
 def native_response(family: str, answer: Answer) -> dict[str, Any]:
     """The InvokeModel response body for ``family``."""
     if family == "anthropic":
@@ -232,20 +295,21 @@ def native_response(family: str, answer: Answer) -> dict[str, Any]:
             "type": "message",
             "role": "assistant",
             "model": answer.model_id,
-            "content": [{"type": "text", "text": answer.text}],
+            "content": [_anthropic_content(b) for b in answer.content_blocks()],
             "stop_reason": answer.stop_reason,
             "stop_sequence": answer.stop_sequence,
-            "usage": {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens},
+            "usage": _anthropic_usage(answer, answer.output_tokens),
         }
     if family == "nova":
         return {
-            "output": {"message": {"role": "assistant", "content": [{"text": answer.text}]}},
-            "stopReason": answer.stop_reason,
-            "usage": {
-                "inputTokens": answer.input_tokens,
-                "outputTokens": answer.output_tokens,
-                "totalTokens": answer.input_tokens + answer.output_tokens,
+            "output": {
+                "message": {
+                    "role": "assistant",
+                    "content": [converse_content(b) for b in answer.content_blocks()],
+                }
             },
+            "stopReason": answer.stop_reason,
+            "usage": _nova_usage(answer),
         }
     if family == "titan":
         return {
@@ -269,8 +333,69 @@ def native_response(family: str, answer: Answer) -> dict[str, Any]:
     return {"outputs": [{"text": answer.text, "stop_reason": _SIMPLE_REASON[answer.stop_reason]}]}
 
 
+#: Families whose native streams carry content blocks (start / delta / stop per block).
+BLOCK_STREAM_FAMILIES = ("anthropic", "nova")
+
+
+def native_block_start(family: str, index: int, block: Block) -> list[dict[str, Any]]:
+    """Chunks that open content block ``index`` (block-stream families)."""
+    if family == "anthropic":
+        start = _anthropic_content(block)
+        if block.kind == "reasoning":
+            start.update(thinking="", signature="")
+        elif block.kind == "tool_use":
+            start["input"] = {}
+        else:
+            start["text"] = ""
+        return [{"type": "content_block_start", "index": index, "content_block": start}]
+    if block.kind == "tool_use" and block.tool is not None:
+        tool = {"toolUseId": block.tool.tool_use_id, "name": block.tool.name}
+        return [{"contentBlockStart": {"start": {"toolUse": tool}, "contentBlockIndex": index}}]
+    return []
+
+
+def native_block_delta(family: str, index: int, block: Block, piece: str) -> dict[str, Any]:
+    """One delta chunk of content block ``index`` (block-stream families)."""
+    if family == "anthropic":
+        if block.kind == "reasoning":
+            delta = {"type": "thinking_delta", "thinking": piece}
+        elif block.kind == "tool_use":
+            delta = {"type": "input_json_delta", "partial_json": piece}
+        else:
+            delta = {"type": "text_delta", "text": piece}
+        return {"type": "content_block_delta", "index": index, "delta": delta}
+    return {
+        "contentBlockDelta": {"delta": converse_delta(block, piece), "contentBlockIndex": index}
+    }
+
+
+def converse_delta(block: Block, piece: str) -> dict[str, Any]:
+    """The Converse ``delta`` member for one piece of ``block``."""
+    if block.kind == "reasoning":
+        return {"reasoningContent": {"text": piece}}
+    if block.kind == "tool_use":
+        return {"toolUse": {"input": piece}}
+    return {"text": piece}
+
+
+def native_block_stop(family: str, index: int, block: Block) -> list[dict[str, Any]]:
+    """Chunks that close content block ``index``: a reasoning block's signature, then stop."""
+    out: list[dict[str, Any]] = []
+    if family == "anthropic":
+        if block.kind == "reasoning":
+            delta = {"type": "signature_delta", "signature": block.signature}
+            out.append({"type": "content_block_delta", "index": index, "delta": delta})
+        out.append({"type": "content_block_stop", "index": index})
+        return out
+    if block.kind == "reasoning":
+        signed: dict[str, Any] = {"reasoningContent": {"signature": block.signature}}
+        out.append({"contentBlockDelta": {"delta": signed, "contentBlockIndex": index}})
+    out.append({"contentBlockStop": {"contentBlockIndex": index}})
+    return out
+
+
 def native_stream_start(family: str, answer: Answer) -> list[dict[str, Any]]:
-    """Chunks sent before the first text delta."""
+    """Chunks sent before the first delta (block-stream families open blocks separately)."""
     if family == "anthropic":
         return [
             {
@@ -283,13 +408,8 @@ def native_stream_start(family: str, answer: Answer) -> list[dict[str, Any]]:
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": answer.input_tokens, "output_tokens": 1},
+                    "usage": _anthropic_usage(answer, 1),
                 },
-            },
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
             },
         ]
     if family == "nova":
@@ -334,7 +454,6 @@ def native_stream_end(
     m = {"amazon-bedrock-invocationMetrics": dict(metrics)}
     if family == "anthropic":
         return [
-            {"type": "content_block_stop", "index": 0},
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": answer.stop_reason, "stop_sequence": answer.stop_sequence},
@@ -344,14 +463,10 @@ def native_stream_end(
         ]
     if family == "nova":
         return [
-            {"contentBlockStop": {"contentBlockIndex": 0}},
             {"messageStop": {"stopReason": answer.stop_reason}},
             {
                 "metadata": {
-                    "usage": {
-                        "inputTokens": answer.input_tokens,
-                        "outputTokens": answer.output_tokens,
-                    },
+                    "usage": _nova_usage(answer),
                     "metrics": {},
                     "trace": {},
                 },

@@ -17,9 +17,11 @@ import json
 import math
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from .control_plane import ControlCall, ControlPlane, ControlPlaneError
 
 __all__ = [
     "DEFAULT_BLOCKED_MESSAGE",
@@ -138,16 +140,46 @@ class GuardrailStore:
             except GuardrailError:
                 return None
 
-    def handle(self, method: str, parts: Sequence[str], body: bytes) -> dict[str, Any] | None:
-        """Serve a ``/guardrails...`` control-plane request; None when the path is not ours.
+    def install(self, control_plane: ControlPlane) -> None:
+        """Register the guardrail operations with ``control_plane``."""
+
+        def op(method: str, with_id: bool) -> Callable[[ControlCall], Mapping[str, Any]]:
+            def handler(call: ControlCall) -> Mapping[str, Any]:
+                parts = [call.params.get("guardrailIdentifier", "")] if with_id else []
+                try:
+                    return self.handle(method, parts, call.body) or {}
+                except GuardrailError as error:
+                    raise ControlPlaneError(error.code, error.message) from None
+
+            return handler
+
+        for operation, method, with_id in (
+            ("CreateGuardrail", "POST", False),
+            ("ListGuardrails", "GET", False),
+            ("GetGuardrail", "GET", True),
+            ("CreateGuardrailVersion", "POST", True),
+            ("UpdateGuardrail", "PUT", True),
+            ("DeleteGuardrail", "DELETE", True),
+        ):
+            control_plane.register(operation, op(method, with_id))
+
+    def handle(
+        self, method: str, parts: Sequence[str], body: bytes | Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Serve a guardrail control-plane request; None when the path is not ours.
 
         ``parts`` are the unquoted path segments after ``guardrails``. Returns the response
         payload; raises :class:`GuardrailError` for Bedrock errors.
         """
-        try:
-            doc = json.loads(body.decode("utf-8") or "{}") if body else {}
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise GuardrailError("ValidationException", "The request body is not JSON.") from None
+        if isinstance(body, Mapping):
+            doc: Any = dict(body)
+        else:
+            try:
+                doc = json.loads(body.decode("utf-8") or "{}") if body else {}
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise GuardrailError(
+                    "ValidationException", "The request body is not JSON."
+                ) from None
         if not isinstance(doc, dict):
             raise GuardrailError("ValidationException", "The request body must be an object.")
         with self._lock:

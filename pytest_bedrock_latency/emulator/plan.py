@@ -6,11 +6,24 @@ the prompt and the sample number, so a rerun of a suite sees the same answers an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from .content import Block
+from .guardrails import DEFAULT_BLOCKED_MESSAGE
 from .profiles import Profile
-from .schedule import chunk_boundaries, chunk_offsets, token_offsets
+from .reasoning import reasoning_token_count, signature
+from .request_features import NO_FEATURES, Features
+from .schedule import chunk_boundaries, chunk_offsets, prefill_ttft_ms, token_offsets
 from .textgen import derive_rng, generate_words, lognormal_factor
+from .tooluse import (
+    ToolCall,
+    choose_tool,
+    instance_for_schema,
+    json_fragments,
+    json_tokens,
+    tool_use_id,
+)
 
 __all__ = ["AnswerPlan", "ParsedRequest", "plan_answer"]
 
@@ -24,6 +37,7 @@ class ParsedRequest:
     stop_sequences: tuple[str, ...]
     performance_latency: str | None
     service_tier: str | None
+    features: Features = NO_FEATURES
 
 
 @dataclass(frozen=True)
@@ -41,12 +55,30 @@ class AnswerPlan:
     delta_offsets_ms: tuple[float, ...]
     done_ms: float
     stream_error_after: int | None  # number of deltas sent before a mid-stream error
+    blocks: tuple[Block, ...] = ()  # reasoning, text, tool use: in generation order
+    delta_blocks: tuple[int, ...] = ()  # the block index of each delta
+    output_tokens: int = 0  # every generated token: reasoning, text and tool input
+    guardrail: str | None = None  # "input" or "output" when a guardrail intervened
 
 
 def plan_answer(
-    profile: Profile, model_id: str, req: ParsedRequest, sample: int, streaming: bool
+    profile: Profile,
+    model_id: str,
+    req: ParsedRequest,
+    sample: int,
+    streaming: bool,
+    *,
+    input_tokens: int = 0,
+    cached_tokens: int = 0,
+    guardrail_hit: bool = False,
+    guardrail_messages: tuple[str, str] = (DEFAULT_BLOCKED_MESSAGE, DEFAULT_BLOCKED_MESSAGE),
 ) -> AnswerPlan:
-    """Plan the answer to ``req`` from ``profile`` (the ``sample``-th time this prompt is asked)."""
+    """Plan the answer to ``req`` from ``profile`` (the ``sample``-th time this prompt is asked).
+
+    ``input_tokens`` (the whole prompt) and ``cached_tokens`` (its prompt-cache hit) set the
+    prefill part of the TTFT. ``guardrail_hit`` says the request's guardrail matched the
+    input; ``guardrail_messages`` are its blocked input and output messages.
+    """
     # The prompt factor depends on the prompt only (not the model), so a prompt that makes
     # one model verbose makes its candidate verbose too - like real prompts do.
     prompt_rng = derive_rng("prompt", profile.seed, req.prompt)
@@ -79,19 +111,113 @@ def plan_answer(
     elif stop_words is not None:
         words, stop_reason = stop_words, "stop_sequence"
 
+    # Agent features draw from their own stream, so plain text answers stay as they were.
+    agent = derive_rng("agent", profile.seed, model_id, req.prompt, sample)
+    u_guard, u_side = agent.random(), agent.random()
+    features = req.features
+    guardrail: str | None = None
+    call: ToolCall | None = None
+    n_reasoning = 0
+    if features.guardrail is not None and (
+        guardrail_hit or u_guard < profile.guardrail_intervention_rate
+    ):
+        guardrail = "input" if guardrail_hit or u_side < 0.5 else "output"
+        message = guardrail_messages[0 if guardrail == "input" else 1]
+        words, stop_reason, stop_sequence = message.split(), "guardrail_intervened", None
+    else:
+        spec = None
+        if features.tool_config is not None:
+            spec = choose_tool(
+                features.tool_config,
+                tool_use_rate=profile.tool_use_rate,
+                answered_tool_results=features.answered_tool_results,
+                used_tools=features.used_tools,
+                rng=agent,
+            )
+        if spec is not None:
+            schema = spec["inputSchema"]["json"]
+            call = ToolCall(
+                tool_use_id(agent), str(spec["name"]), instance_for_schema(schema, agent)
+            )
+            words, stop_reason, stop_sequence = [], "tool_use", None
+        if features.reasoning is not None:
+            spread = lognormal_factor(agent, profile.answer_tokens_spread)
+            n_reasoning = reasoning_token_count(
+                features.reasoning, profile.reasoning_tokens, spread
+            )
+
     outlier = u_outlier < profile.outlier_rate
     factor = 1.0
     if req.performance_latency == "optimized":
         factor /= profile.optimized_speedup
     if outlier:
         factor *= profile.outlier_factor
-    tokens = token_offsets(
-        profile.ttft_ms * factor, profile.ms_per_token * factor, len(words), profile.jitter, rng
+    ttft = prefill_ttft_ms(
+        profile.ttft_ms,
+        profile.prefill_ms_per_1k_input_tokens,
+        input_tokens,
+        cached_tokens,
+        profile.cached_prefill_factor,
     )
-    bounds = chunk_boundaries(len(words), profile.tokens_per_chunk)
+    per_chunk = profile.tokens_per_chunk
+    # (kind, tokens, pieces, per-piece token ends within the block)
+    parts: list[tuple[str, int, list[str], list[int], str]] = []
+    if n_reasoning:
+        thought = generate_words(model_id + "#reasoning", req.prompt, sample, n_reasoning)
+        rb = chunk_boundaries(n_reasoning, per_chunk)
+        parts.append(
+            (
+                "reasoning",
+                n_reasoning,
+                [(" " if a else "") + " ".join(thought[a:b]) for a, b in rb],
+                [b for _, b in rb],
+                " ".join(thought),
+            )
+        )
+    if words or (call is None and not n_reasoning):
+        tb = chunk_boundaries(len(words), per_chunk)
+        parts.append(
+            (
+                "text",
+                len(words),
+                [(" " if a else "") + " ".join(words[a:b]) for a, b in tb],
+                [b for _, b in tb],
+                " ".join(words),
+            )
+        )
+    if call is not None:
+        text = call.input_json()
+        n_tool = json_tokens(text)
+        pieces = json_fragments(text, math.ceil(n_tool / per_chunk))
+        ends = [round(n_tool * (i + 1) / len(pieces)) for i in range(len(pieces))]
+        parts.append(("tool_use", n_tool, pieces, ends, text))
+    total = sum(p[1] for p in parts)
+    tokens = token_offsets(ttft * factor, profile.ms_per_token * factor, total, profile.jitter, rng)
+    bounds: list[tuple[int, int]] = []
+    delta_blocks: list[int] = []
+    all_pieces: list[str] = []
+    blocks: list[Block] = []
+    start = 0
+    for index, (kind, n_block, pieces, ends, text) in enumerate(parts):
+        previous = start
+        for piece, end in zip(pieces, ends, strict=True):
+            bounds.append((previous, start + end))
+            previous = start + end
+            delta_blocks.append(index)
+            all_pieces.append(piece)
+        start += n_block
+        blocks.append(
+            Block(
+                kind,
+                text,
+                tuple(pieces),
+                tool=call if kind == "tool_use" else None,
+                signature=signature(model_id, req.prompt, sample) if kind == "reasoning" else None,
+            )
+        )
     offsets = chunk_offsets(tokens, bounds)
-    deltas = tuple((" " if start else "") + " ".join(words[start:end]) for start, end in bounds)
-    done = offsets[-1] if offsets else profile.ttft_ms * factor
+    deltas = tuple(all_pieces)
+    done = offsets[-1] if offsets else ttft * factor
     error_after: int | None = None
     if streaming and u_stream < profile.stream_error_rate:
         # "After some deltas": at least one when there are two or more, never all of them.
@@ -110,4 +236,8 @@ def plan_answer(
         delta_offsets_ms=tuple(offsets),
         done_ms=done,
         stream_error_after=error_after,
+        blocks=tuple(blocks),
+        delta_blocks=tuple(delta_blocks),
+        output_tokens=total,
+        guardrail=guardrail,
     )

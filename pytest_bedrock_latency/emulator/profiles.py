@@ -102,7 +102,7 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "tool_use_rate": 0.8,
     "reasoning_tokens": 200.0,
     "guardrail_intervention_rate": 0.0,
-    "max_output_tokens": 4096,
+    "max_output_tokens": 65536,
     "seed": 0,
 }
 

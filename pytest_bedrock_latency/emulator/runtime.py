@@ -12,22 +12,40 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from . import families, validation
+from .content import Block
 from .error_codes import ERROR_STATUS
 from .eventstream import event_frame
 from .families import Answer, NativeRequest, RequestValidationError
+from .guardrails import (
+    DEFAULT_BLOCKED_MESSAGE,
+    Guardrail,
+    apply_response,
+    assessment,
+    converse_trace,
+    triggered,
+)
 from .plan import AnswerPlan, ParsedRequest, plan_answer
 from .profiles import Profile
+from .prompt_cache import CacheUse
 from .records import RequestRecord
+from .request_features import Features, converse_features, count_features, native_features
 from .schedule import ms_per_token_of
-from .textgen import count_input_tokens, prompt_sha
+from .textgen import count_input_tokens, derive_rng, prompt_sha
 from .wire import ClientGone, Responder, pad, stream_exception
 
-__all__ = ["OPERATIONS", "STREAMING", "EmulatorState", "Resolved", "serve_runtime"]
+__all__ = [
+    "OPERATIONS",
+    "STREAMING",
+    "EmulatorState",
+    "Resolved",
+    "serve_apply_guardrail",
+    "serve_runtime",
+]
 
 #: URI suffix -> botocore operation name.
 OPERATIONS: Mapping[str, str] = {
@@ -66,6 +84,15 @@ class EmulatorState(Protocol):
     def record(self, record: RequestRecord) -> None:
         """Append to the request log."""
 
+    def cache_use(self, model_id: str, prefixes: Any, ttl_s: float) -> CacheUse:
+        """Look up and store a request's prompt-cache prefixes."""
+
+    def guardrail(self, identifier: str) -> Guardrail | None:
+        """The guardrail created through the control plane under ``identifier``, if any."""
+
+    def not_found_message(self, model_id: str) -> str:
+        """The 404 message for a model id with no profile (names the profiles file)."""
+
 
 def serve_runtime(
     state: EmulatorState,
@@ -81,6 +108,45 @@ def serve_runtime(
     _Call(state, out, op, model_id, headers, t0, received_at).serve(body)
 
 
+def serve_apply_guardrail(
+    state: EmulatorState,
+    out: Responder,
+    identifier: str,
+    version: str,
+    body: bytes,
+    intervention_rate: float,
+    seed: int,
+) -> None:
+    """ApplyGuardrail: check ``content`` texts against a guardrail (see ``guardrails``)."""
+    request_id = str(uuid.uuid4())
+    try:
+        doc = _json_object(body)
+        source = doc.get("source")
+        if source not in ("INPUT", "OUTPUT"):
+            raise RequestValidationError(
+                f"1 validation error detected: Value '{source}' at 'source' failed to satisfy "
+                "constraint: Member must satisfy enum value set: [INPUT, OUTPUT]"
+            )
+        content = doc.get("content")
+        if not isinstance(content, list) or not content:
+            raise RequestValidationError("content must be a non-empty list of content blocks.")
+        texts = []
+        for block in content:
+            text = (block.get("text") or {}).get("text") if isinstance(block, Mapping) else None
+            if not isinstance(text, str):
+                raise RequestValidationError('Each content block must be {"text": {"text": ...}}.')
+            texts.append(text)
+    except RequestValidationError as exc:
+        out.send_error("ValidationException", request_id, str(exc))
+        return
+    text = "\n".join(texts)
+    guard = state.guardrail(identifier)
+    sample = state.next_sample("guardrail:" + identifier, prompt_sha(text))
+    u = derive_rng("apply-guardrail", seed, identifier, version, text, sample).random()
+    intervened = triggered(guard, text) or u < intervention_rate
+    out.send_json(200, apply_response(guard, str(source), text, intervened, 3), request_id)
+
+
 def _sleep_until(deadline: float) -> None:
     remaining = deadline - time.perf_counter()
     if remaining > 0:
@@ -92,11 +158,40 @@ def _elapsed_ms(t0: float) -> int:
 
 
 def _usage(answer: Answer) -> dict[str, int]:
-    return {
+    cached = answer.cache_read_tokens + answer.cache_write_tokens
+    usage = {
         "inputTokens": answer.input_tokens,
         "outputTokens": answer.output_tokens,
-        "totalTokens": answer.input_tokens + answer.output_tokens,
+        "totalTokens": answer.input_tokens + answer.output_tokens + cached,
     }
+    if cached:
+        usage["cacheReadInputTokens"] = answer.cache_read_tokens
+        usage["cacheWriteInputTokens"] = answer.cache_write_tokens
+    return usage
+
+
+def _pick_paths(document: Mapping[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:
+    """``additionalModelResponseFields``: the members of the native response the paths name."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        node: Any = document
+        keys = [k.replace("~1", "/").replace("~0", "~") for k in path.strip("/").split("/")]
+        found = True
+        for key in keys:
+            if isinstance(node, Mapping) and key in node:
+                node = node[key]
+            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                found = False
+                break
+        if not found:
+            continue
+        target = out
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = node
+    return out
 
 
 def _echo(req: ParsedRequest) -> dict[str, Any]:
@@ -106,6 +201,15 @@ def _echo(req: ParsedRequest) -> dict[str, Any]:
     if req.service_tier:
         out["serviceTier"] = {"type": req.service_tier}
     return out
+
+
+def _cache_headers(answer: Answer) -> dict[str, str]:
+    if not (answer.cache_read_tokens or answer.cache_write_tokens):
+        return {}
+    return {
+        "X-Amzn-Bedrock-Cache-Read-Input-Token-Count": str(answer.cache_read_tokens),
+        "X-Amzn-Bedrock-Cache-Write-Input-Token-Count": str(answer.cache_write_tokens),
+    }
 
 
 def _echo_headers(req: ParsedRequest) -> dict[str, str]:
@@ -123,6 +227,7 @@ def parse_request(
     body: bytes,
     headers: Mapping[str, str],
     max_output_tokens: int,
+    model_id: str = "",
 ) -> ParsedRequest:
     """The answer-shaping parts of a runtime request; ``RequestValidationError`` when invalid."""
     if op in ("InvokeModel", "InvokeModelWithResponseStream"):
@@ -152,18 +257,22 @@ def parse_request(
                 "satisfy constraint: Member must satisfy enum value set: "
                 "[priority, default, flex, reserved]"
             )
-        return ParsedRequest(native.prompt, native.max_tokens, native.stop_sequences, perf, tier)
+        features = native_features(family, _json_object(body), model_id, native.max_tokens)
+        return ParsedRequest(
+            native.prompt, native.max_tokens, native.stop_sequences, perf, tier, features
+        )
     doc = _json_object(body)
     if op == "CountTokens":
-        native = _parse_count_tokens(doc, family, max_output_tokens)
-        return ParsedRequest(native.prompt, None, (), None, None)
+        native, features = _parse_count_tokens(doc, family, max_output_tokens, model_id)
+        return ParsedRequest(native.prompt, None, (), None, None, features)
     validation.check_converse(doc, max_output_tokens)
     prompt = families.converse_prompt(doc.get("messages"), doc.get("system"))
     cfg = doc.get("inferenceConfig") or {}
     perf = (doc.get("performanceConfig") or {}).get("latency")
     tier = (doc.get("serviceTier") or {}).get("type")
+    features = converse_features(doc, model_id, cfg.get("maxTokens"))
     return ParsedRequest(
-        prompt, cfg.get("maxTokens"), tuple(cfg.get("stopSequences") or ()), perf, tier
+        prompt, cfg.get("maxTokens"), tuple(cfg.get("stopSequences") or ()), perf, tier, features
     )
 
 
@@ -182,8 +291,8 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def _parse_count_tokens(
-    doc: Mapping[str, Any], family: str | None, max_output_tokens: int
-) -> NativeRequest:
+    doc: Mapping[str, Any], family: str | None, max_output_tokens: int, model_id: str
+) -> tuple[NativeRequest, Features]:
     inp = doc.get("input")
     if not isinstance(inp, dict):
         raise RequestValidationError("The input field is required.")
@@ -192,9 +301,8 @@ def _parse_count_tokens(
         validation.check_messages(
             conv.get("messages"), conv.get("system"), has_tool_config=bool(conv.get("toolConfig"))
         )
-        return NativeRequest(
-            families.converse_prompt(conv.get("messages"), conv.get("system")), None, ()
-        )
+        prompt = families.converse_prompt(conv.get("messages"), conv.get("system"))
+        return NativeRequest(prompt, None, ()), Features(tokens=count_features(conv))
     if isinstance(inp.get("invokeModel"), dict):
         if family is None:
             raise RequestValidationError("The model's native body format is unknown.")
@@ -202,7 +310,8 @@ def _parse_count_tokens(
             raw = base64.b64decode(inp["invokeModel"].get("body") or "", validate=True)
         except (ValueError, TypeError):
             raise RequestValidationError("invokeModel.body is not valid base64.") from None
-        return families.parse_native_request(family, raw)
+        native = families.parse_native_request(family, raw)
+        return native, native_features(family, _json_object(raw), model_id, None)
     del max_output_tokens  # CountTokens counts the input only
     raise RequestValidationError("The input must contain converse or invokeModel.")
 
@@ -231,6 +340,9 @@ class _Call:
         self.input_tokens: int | None = None
         self.plan: AnswerPlan | None = None
         self.sample: int | None = None
+        self.slip = 0.0  # seconds the first delta went out late; later deltas keep their gaps
+        self.guard: Guardrail | None = None
+        self.family = "nova"
 
     def _log(self, status: int, error: str | None, *, sent: int | None = None) -> None:
         """Record this request as answered so far (``sent``: deltas sent before a break)."""
@@ -302,19 +414,26 @@ class _Call:
             return
         resolved = self.state.resolve(self.model_id)
         if resolved is None:
-            self._fail("ResourceNotFoundException")
+            self._fail("ResourceNotFoundException", self.state.not_found_message(self.model_id))
             return
         profile = resolved.profile
         self.profile_key = profile.key
         try:
             req = parse_request(
-                self.op, resolved.family, body, self.headers, profile.max_output_tokens
+                self.op,
+                resolved.family,
+                body,
+                self.headers,
+                profile.max_output_tokens,
+                self.model_id,
             )
         except RequestValidationError as exc:
             self._fail("ValidationException", str(exc))
             return
         self.sha = prompt_sha(req.prompt)
-        input_tokens = count_input_tokens(req.prompt)
+        features = req.features
+        prompt_tokens = features.tokens
+        input_tokens = prompt_tokens.total if prompt_tokens else count_input_tokens(req.prompt)
         if self.op == "CountTokens":
             self.input_tokens = input_tokens
             self._log(200, None)
@@ -322,7 +441,26 @@ class _Call:
             return
         self.req = req
         sample = self.state.next_sample(self.model_id, self.sha)
-        plan = plan_answer(profile, self.model_id, req, sample, self.streaming)
+        cache = CacheUse()
+        if prompt_tokens is not None and prompt_tokens.prefixes:
+            cache = self.state.cache_use(self.model_id, prompt_tokens.prefixes, profile.cache_ttl_s)
+        guard = None
+        messages = (DEFAULT_BLOCKED_MESSAGE, DEFAULT_BLOCKED_MESSAGE)
+        if features.guardrail is not None:
+            guard = self.state.guardrail(features.guardrail.identifier)
+            if guard is not None:
+                messages = (guard.blocked_input, guard.blocked_output)
+        plan = plan_answer(
+            profile,
+            self.model_id,
+            req,
+            sample,
+            self.streaming,
+            input_tokens=input_tokens,
+            cached_tokens=cache.read_tokens,
+            guardrail_hit=triggered(guard, features.user_text),
+            guardrail_messages=messages,
+        )
         if plan.throttled:
             self._fail("ThrottlingException")
             return
@@ -331,18 +469,24 @@ class _Call:
             return
         if injected is not None:  # a camelCase stream exception: fail before the first delta
             plan = replace(plan, stream_error_after=0)
-        self.plan, self.sample, self.input_tokens = plan, sample, input_tokens
+        uncached = max(0, input_tokens - cache.read_tokens - cache.write_tokens)
+        self.plan, self.sample, self.input_tokens = plan, sample, uncached
+        self.guard = guard
 
         answer = Answer(
             model_id=self.model_id,
-            text="".join(plan.deltas),
-            input_tokens=input_tokens,
-            output_tokens=len(plan.words),
+            text=next((b.text for b in plan.blocks if b.kind == "text"), ""),
+            input_tokens=uncached,
+            output_tokens=plan.output_tokens,
             stop_reason=plan.stop_reason,
             stop_sequence=plan.stop_sequence,
             request_id=self.request_id,
+            blocks=plan.blocks,
+            cache_read_tokens=cache.read_tokens,
+            cache_write_tokens=cache.write_tokens,
         )
         family = resolved.family or "nova"
+        self.family = family
         if self.op == "Converse":
             self._converse(req, plan, answer)
         elif self.op == "InvokeModel":
@@ -352,14 +496,38 @@ class _Call:
         else:
             self._stream_invoke(req, plan, answer, injected, family)
 
+    def _response_fields(self, req: ParsedRequest, answer: Answer) -> dict[str, Any]:
+        """``additionalModelResponseFields`` for the paths the request asked for (maybe none)."""
+        paths = req.features.response_field_paths
+        if not paths:
+            return {}
+        native = families.native_response(self.family, answer)
+        return {"additionalModelResponseFields": _pick_paths(native, paths)}
+
+    def _trace(self, req: ParsedRequest, plan: AnswerPlan, answer: Answer) -> dict[str, Any]:
+        """The Converse ``trace`` (guardrail assessments) when the request enabled it."""
+        asked = req.features.guardrail
+        if asked is None or not asked.trace:
+            return {}
+        gid = self.guard.guardrail_id if self.guard else asked.identifier
+        text = req.features.user_text
+        inp = assessment(self.guard, text, plan.guardrail == "input", 4)
+        output = None
+        if plan.guardrail != "input":
+            output = assessment(self.guard, answer.text, plan.guardrail == "output", 4)
+        return {"trace": converse_trace(gid, inp, output, plan.guardrail is not None)}
+
     def _converse(self, req: ParsedRequest, plan: AnswerPlan, answer: Answer) -> None:
         _sleep_until(self.t0 + plan.done_ms / 1000.0)
+        content = [families.converse_content(b) for b in answer.content_blocks()]
         out: dict[str, Any] = {
-            "output": {"message": {"role": "assistant", "content": [{"text": answer.text}]}},
+            "output": {"message": {"role": "assistant", "content": content}},
             "stopReason": plan.stop_reason,
             "usage": _usage(answer),
             "metrics": {"latencyMs": _elapsed_ms(self.t0)},
         }
+        out.update(self._response_fields(req, answer))
+        out.update(self._trace(req, plan, answer))
         out.update(_echo(req))
         self._log(200, None)
         self.out.send_json(200, out, self.request_id)
@@ -370,6 +538,7 @@ class _Call:
             "X-Amzn-Bedrock-Input-Token-Count": str(answer.input_tokens),
             "X-Amzn-Bedrock-Output-Token-Count": str(answer.output_tokens),
             "X-Amzn-Bedrock-Invocation-Latency": str(_elapsed_ms(self.t0)),
+            **_cache_headers(answer),
             **_echo_headers(req),
         }
         self._log(200, None)
@@ -381,43 +550,100 @@ class _Call:
             content_type=self.headers.get("accept") or "application/json",
         )
 
+    def _paced(
+        self,
+        plan: AnswerPlan,
+        first: Callable[[], list[bytes]],
+        open_block: Callable[[int, Block], list[bytes]],
+        piece: Callable[[int, Block, str, int], bytes],
+        close_block: Callable[[int, Block], list[bytes]],
+    ) -> tuple[int, list[bytes]]:
+        """Send every delta when due, opening and closing content blocks around its pieces.
+
+        Stops before delta ``plan.stream_error_after``. Returns the deltas sent and the frames
+        of blocks that had no pieces (to go out with the end of the stream).
+        """
+        sent = 0
+        opened: set[int] = set()
+        n = len(plan.deltas)
+        for i, (text, offset) in enumerate(zip(plan.deltas, plan.delta_offsets_ms, strict=False)):
+            if plan.stream_error_after == i:
+                return sent, []
+            index = plan.delta_blocks[i] if i < len(plan.delta_blocks) else 0
+            block = plan.blocks[index] if index < len(plan.blocks) else Block("text", text, ())
+            due = self.t0 + offset / 1000.0 + self.slip
+            _sleep_until(due)
+            if i == 0:
+                # A first delta sent late (a machine too busy) shifts the rest of the stream:
+                # the gaps between deltas stay the profile's instead of bunching to catch up.
+                self.slip = max(0.0, time.perf_counter() - due)
+            frames = first() if i == 0 else []
+            if index not in opened:
+                opened.add(index)
+                frames += open_block(index, block)
+            frames.append(piece(index, block, text, i))
+            if i + 1 == n or plan.delta_blocks[i + 1] != index:
+                frames += close_block(index, block)
+            self.out.write(*frames)
+            sent = i + 1
+        empty: list[bytes] = []
+        for index, block in enumerate(plan.blocks):
+            if index not in opened:
+                empty += open_block(index, block) + close_block(index, block)
+        return sent, empty
+
     def _stream_converse(
         self, req: ParsedRequest, plan: AnswerPlan, answer: Answer, injected: str | None
     ) -> None:
         out = self.out
         out.start_stream(self.request_id, {})
         sent = 0
+        n_frames = 0
+
+        def frame(kind: str, payload: dict[str, Any]) -> bytes:
+            nonlocal n_frames
+            n_frames += 1
+            return event_frame(kind, {**payload, "p": pad(n_frames)})
+
+        def open_block(index: int, block: Block) -> list[bytes]:
+            if block.kind != "tool_use" or block.tool is None:
+                return []
+            tool = {"toolUseId": block.tool.tool_use_id, "name": block.tool.name}
+            return [
+                frame("contentBlockStart", {"start": {"toolUse": tool}, "contentBlockIndex": index})
+            ]
+
+        def piece(index: int, block: Block, text: str, i: int) -> bytes:
+            delta = families.converse_delta(block, text)
+            return frame("contentBlockDelta", {"contentBlockIndex": index, "delta": delta})
+
+        def close_block(index: int, block: Block) -> list[bytes]:
+            frames = []
+            if block.kind == "reasoning":
+                delta = {"reasoningContent": {"signature": block.signature}}
+                frames.append(
+                    frame("contentBlockDelta", {"contentBlockIndex": index, "delta": delta})
+                )
+            frames.append(frame("contentBlockStop", {"contentBlockIndex": index}))
+            return frames
+
         try:
             # messageStart goes out with the headers, as Bedrock does; TTFT is the first delta.
-            out.write(event_frame("messageStart", {"p": pad(0), "role": "assistant"}))
-            for i, (text, offset) in enumerate(
-                zip(plan.deltas, plan.delta_offsets_ms, strict=False)
-            ):
-                if plan.stream_error_after == i:
-                    break
-                _sleep_until(self.t0 + offset / 1000.0)
-                out.write(
-                    event_frame(
-                        "contentBlockDelta",
-                        {"contentBlockIndex": 0, "delta": {"text": text}, "p": pad(i + 1)},
-                    )
-                )
-                sent = i + 1
+            out.write(frame("messageStart", {"role": "assistant"}))
+            sent, empty = self._paced(plan, list, open_block, piece, close_block)
             if plan.stream_error_after is not None:
                 self._break_stream(plan, sent, injected)
                 return
+            stop: dict[str, Any] = {"stopReason": plan.stop_reason}
+            stop.update(self._response_fields(req, answer))
             metadata: dict[str, Any] = {
                 "usage": _usage(answer),
                 "metrics": {"latencyMs": _elapsed_ms(self.t0)},
-                "p": pad(sent + 3),
             }
+            metadata.update(self._trace(req, plan, answer))
             metadata.update(_echo(req))
             self._log(200, None)
-            out.write(
-                event_frame("contentBlockStop", {"contentBlockIndex": 0, "p": pad(sent + 1)}),
-                event_frame("messageStop", {"stopReason": plan.stop_reason, "p": pad(sent + 2)}),
-                event_frame("metadata", metadata),
-            )
+            out.write(*empty, frame("messageStop", stop), frame("metadata", metadata))
             out.end()
         except ClientGone:
             self._log(200, "ClientDisconnected", sent=sent)
@@ -426,7 +652,7 @@ class _Call:
     def _break_stream(self, plan: AnswerPlan, sent: int, injected: str | None) -> None:
         """End a stream mid-answer with an exception frame, when the next delta was due."""
         due = plan.delta_offsets_ms[sent] if sent < len(plan.delta_offsets_ms) else plan.done_ms
-        _sleep_until(self.t0 + due / 1000.0)
+        _sleep_until(self.t0 + due / 1000.0 + self.slip)
         member, frame = stream_exception(injected, sent)
         self._log(200, member, sent=sent)
         self.out.write(frame)
@@ -455,33 +681,38 @@ class _Call:
                 "chunk", {"bytes": base64.b64encode(raw).decode("ascii"), "p": pad(n_frames)}
             )
 
-        sent = 0
+        blocky = family in families.BLOCK_STREAM_FAMILIES
         first_byte_ms: int | None = None
+
+        def first() -> list[bytes]:
+            # Native preambles (anthropic message_start...) come with the first token.
+            nonlocal first_byte_ms
+            first_byte_ms = _elapsed_ms(self.t0)
+            return [chunk(c) for c in families.native_stream_start(family, answer)]
+
+        def open_block(index: int, block: Block) -> list[bytes]:
+            if not blocky:
+                return []
+            return [chunk(c) for c in families.native_block_start(family, index, block)]
+
+        def piece(index: int, block: Block, text: str, i: int) -> bytes:
+            if blocky:
+                return chunk(families.native_block_delta(family, index, block, text))
+            delta = families.native_stream_delta(family, answer, text, plan.delta_tokens[i], i == 0)
+            return chunk(delta)
+
+        def close_block(index: int, block: Block) -> list[bytes]:
+            if not blocky:
+                return []
+            return [chunk(c) for c in families.native_block_stop(family, index, block)]
+
+        sent = 0
         try:
-            for i, (text, offset) in enumerate(
-                zip(plan.deltas, plan.delta_offsets_ms, strict=False)
-            ):
-                if plan.stream_error_after == i:
-                    break
-                _sleep_until(self.t0 + offset / 1000.0)
-                frames = []
-                if i == 0:
-                    # Native preambles (anthropic message_start...) come with the first token.
-                    first_byte_ms = _elapsed_ms(self.t0)
-                    frames = [chunk(c) for c in families.native_stream_start(family, answer)]
-                frames.append(
-                    chunk(
-                        families.native_stream_delta(
-                            family, answer, text, plan.delta_tokens[i], i == 0
-                        )
-                    )
-                )
-                out.write(*frames)
-                sent = i + 1
+            sent, empty = self._paced(plan, first, open_block, piece, close_block)
             if plan.stream_error_after is not None:
                 self._break_stream(plan, sent, injected)
                 return
-            _sleep_until(self.t0 + plan.done_ms / 1000.0)
+            _sleep_until(self.t0 + plan.done_ms / 1000.0 + self.slip)
             latency = _elapsed_ms(self.t0)
             metrics = {
                 "inputTokenCount": answer.input_tokens,
@@ -489,11 +720,14 @@ class _Call:
                 "invocationLatency": latency,
                 "firstByteLatency": first_byte_ms if first_byte_ms is not None else latency,
             }
-            end = families.native_stream_end(family, answer, metrics)
+            if answer.cache_read_tokens or answer.cache_write_tokens:
+                metrics["cacheReadInputTokenCount"] = answer.cache_read_tokens
+                metrics["cacheWriteInputTokenCount"] = answer.cache_write_tokens
+            end = [chunk(c) for c in families.native_stream_end(family, answer, metrics)]
             if not plan.deltas:
-                end = families.native_stream_start(family, answer) + end
+                end = first() + empty + end
             self._log(200, None)
-            out.write(*[chunk(c) for c in end])
+            out.write(*end)
             out.end()
         except ClientGone:
             self._log(200, "ClientDisconnected", sent=sent)

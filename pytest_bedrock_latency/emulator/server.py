@@ -23,18 +23,23 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
 from . import families
+from .catalogue import Catalogue
+from .content_tokens import CachePrefix
 from .control_plane import ControlPlane, HttpRequest, custom_model_base
 from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
 from .eventstream import exception_frame
+from .guardrails import Guardrail, GuardrailStore
 from .profiles import Profile, ProfileSet, ProfileSource, load_profiles
+from .prompt_cache import CacheUse, PromptCache
 from .records import EmulatorFault, RequestRecord
-from .runtime import OPERATIONS, Resolved, serve_runtime
+from .runtime import OPERATIONS, Resolved, serve_apply_guardrail, serve_runtime
 from .wire import PREFACE_LINE, ClientGone, Http1Responder, Responder
 
 __all__ = [
@@ -59,14 +64,37 @@ class _Injected:
 class _State:
     """The emulator's shared, lock-guarded state; the runtime sees it as ``EmulatorState``."""
 
-    def __init__(self, profiles: ProfileSet) -> None:
+    def __init__(self, profiles: ProfileSet, not_found_hint: str | None = None) -> None:
         self.profiles = profiles
+        self.not_found_hint = not_found_hint
+        self.catalogue = Catalogue(profiles)
         self.lock = threading.Lock()
         self.records: list[RequestRecord] = []
         self.faults: list[EmulatorFault] = []
         self.samples: dict[tuple[str, str], int] = {}
         self.overrides: dict[str, Profile] = {}
         self.injected: list[_Injected] = []
+        self.prompt_cache = PromptCache()
+        self.guardrails = GuardrailStore()
+
+    def cache_use(self, model_id: str, prefixes: Sequence[CachePrefix], ttl_s: float) -> CacheUse:
+        return self.prompt_cache.use(model_id, prefixes, ttl_s)
+
+    def guardrail(self, identifier: str) -> Guardrail | None:
+        return self.guardrails.lookup(identifier)
+
+    def not_found_message(self, model_id: str) -> str:
+        """Bedrock's 404 wording, then what the emulator lacks and how to add it."""
+        source = self.profiles.source
+        where = "the profiles given to Emulator(profiles=...)" if source == "<dict>" else source
+        fix = self.not_found_hint or (
+            f'add [models."{model_id}"] to {where}, or a glob or "*" profile that covers it, '
+            f"or call emulator.set_profile({model_id!r}, ...)"
+        )
+        return (
+            "The provided model identifier is invalid. (Bedrock emulator: no profile matches "
+            f"{model_id!r}; {fix}.)"
+        )
 
     def record(self, record: RequestRecord) -> None:
         with self.lock:
@@ -92,8 +120,9 @@ class _State:
         return None
 
     def resolve(self, model_id: str, depth: int = 0) -> Resolved | None:
-        """exact (overrides, then file) > longest glob > the model a cross-region inference
-        profile names > custom model's base (moto) > "*"."""
+        """exact (overrides, then file) > longest glob > the model an application inference
+        profile runs > the model a cross-region inference profile names > custom model's base
+        (moto) > "*"."""
         candidates = [model_id]
         fm = _FM_ARN.match(model_id)
         if fm:
@@ -120,6 +149,12 @@ class _State:
             glob = self.profiles.match_glob(cand, include_star=False)
             if glob is not None:
                 return done(glob, cand)
+        app_model = self.catalogue.application_profile_model(model_id)
+        if app_model is not None and depth < 3:
+            # An application inference profile runs the model it was created from.
+            inner = self.resolve(app_model, depth + 1)
+            if inner is not None:
+                return inner
         served = families.served_model_id(model_id)
         if served != model_id and depth < 3:
             # A cross-region inference profile (us.x, global.x, or its ARN) runs model x.
@@ -366,8 +401,9 @@ class Emulator:
 
     ``profiles`` is a TOML path, a dict, a :class:`ProfileSet`, or ``None`` for the shipped
     defaults. ``idle_timeout`` (seconds) closes a connection that sends nothing, or stops
-    half-way through a request, for that long. Everything is validated in the constructor,
-    before any socket is bound.
+    half-way through a request, for that long. ``not_found_hint`` replaces the fix the 404
+    for a model with no profile suggests (the plugin names its own option there).
+    Everything is validated in the constructor, before any socket is bound.
     """
 
     def __init__(
@@ -377,6 +413,7 @@ class Emulator:
         port: int = 0,
         *,
         idle_timeout: float = 5.0,
+        not_found_hint: str | None = None,
     ) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an integer from 0 to 65535 (got {port!r})")
@@ -390,13 +427,15 @@ class Emulator:
                 f"idle_timeout must be a finite number of seconds > 0 (got {idle_timeout!r})"
             )
         self._idle_timeout = float(idle_timeout)
-        self._state = _State(load_profiles(profiles))
+        self._state = _State(load_profiles(profiles), not_found_hint)
         self._host = host
         self._requested_port = port
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._control_plane = ControlPlane()
+        self._state.catalogue.install(self._control_plane)
+        self._state.guardrails.install(self._control_plane)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -604,6 +643,22 @@ class Emulator:
                 _lower_headers(request),
                 t0,
                 received_at,
+            )
+        elif (
+            request.method == "POST"
+            and len(parts) == 6
+            and parts[0] == ""
+            and (parts[1], parts[3], parts[5]) == ("guardrail", "version", "apply")
+        ):
+            defaults = self._state.profiles.defaults_profile("ApplyGuardrail")
+            serve_apply_guardrail(
+                self._state,
+                out,
+                unquote(parts[2]),
+                unquote(parts[4]),
+                request.body,
+                defaults.guardrail_intervention_rate,
+                defaults.seed,
             )
         else:
             self._control_plane.serve(out, request)

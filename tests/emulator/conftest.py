@@ -6,10 +6,13 @@ slower ``timing.model`` profile.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 from botocore.config import Config
 
@@ -39,9 +42,11 @@ TEST_PROFILES: dict[str, Any] = {
 MSGS = [{"role": "user", "content": [{"text": "Summarise the release notes please"}]}]
 
 
-def make_client(url: str, service: str = "bedrock-runtime", **config: Any) -> Any:
+def make_client(
+    url: str, service: str = "bedrock-runtime", session: Any = boto3, **config: Any
+) -> Any:
     """A real boto3 client against ``url`` with dummy credentials."""
-    return boto3.client(
+    return session.client(
         service,
         endpoint_url=url,
         region_name="us-east-1",
@@ -74,3 +79,39 @@ def client(emulator: Emulator) -> Any:
 @pytest.fixture
 def client_factory(emulator: Emulator) -> Callable[..., Any]:
     return lambda **config: make_client(emulator.url, **config)
+
+
+#: How long botocore waits between retries in these tests: fixed and short. Its own backoff
+#: waits up to ``2**n`` random seconds, which would make a test slow and its time random.
+RETRY_DELAY_S = 0.001
+
+
+@pytest.fixture(scope="session")
+def no_backoff_session(tmp_path_factory: pytest.TempPathFactory) -> boto3.Session:
+    """A boto3 session whose clients, in botocore's ``legacy`` retry mode, wait RETRY_DELAY_S.
+
+    The legacy mode takes its retry rules and delay from botocore's data file ``_retry.json``,
+    searched first in the session's ``data_path`` (the setting ``AWS_DATA_PATH`` sets). A copy
+    of botocore's own file there, with a fixed delay, keeps every retry rule as shipped.
+    """
+    rules = copy.deepcopy(botocore.session.get_session().get_data("_retry"))
+    rules["retry"]["__default__"]["delay"] = {
+        "type": "exponential",
+        "base": RETRY_DELAY_S,
+        "growth_factor": 1,
+    }
+    data = tmp_path_factory.mktemp("botocore-data")
+    (data / "_retry.json").write_text(json.dumps(rules), encoding="utf-8")
+    core = botocore.session.get_session()
+    core.set_config_variable("data_path", str(data))
+    return boto3.Session(botocore_session=core)
+
+
+@pytest.fixture
+def retrying_client(emulator: Emulator, no_backoff_session: boto3.Session) -> Callable[[int], Any]:
+    """``retrying_client(attempts)``: a client that retries like botocore, without its backoff."""
+    return lambda attempts: make_client(
+        emulator.url,
+        session=no_backoff_session,
+        retries={"mode": "legacy", "total_max_attempts": attempts},
+    )

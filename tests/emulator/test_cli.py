@@ -39,6 +39,34 @@ def test_cli_bad_profile_exits_2(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "99999"], "'99999' is not a port number"),
+        (["--port", "-1"], "'-1' is not a port number"),
+        (["--idle-timeout", "inf"], "'inf' is not a number of seconds"),
+        (["--profiles", "NOT_UTF8"], "not UTF-8 text"),
+        (["--profiles", "INFINITE"], 'field "ttft_ms" must be a finite number >= 0'),
+    ],
+)
+def test_cli_mistakes_are_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    (tmp_path / "NOT_UTF8").write_bytes(b'[models."m"]\nfamily = "nova" # \xff\xfe\n')
+    (tmp_path / "INFINITE").write_text('[models."m"]\nttft_ms = inf\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_bedrock_latency.emulator", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    # One line says what is wrong (argparse puts its usage lines before it).
+    assert expected in proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+
+
 def test_cli_serves_and_stops_on_sigint(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(

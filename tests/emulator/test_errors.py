@@ -41,9 +41,9 @@ def test_every_error_code_is_modelled(emulator: Emulator, client: Any, code: str
 
 
 def test_throttling_is_retried_and_logged(
-    emulator: Emulator, client_factory: Callable[..., Any]
+    emulator: Emulator, retrying_client: Callable[[int], Any]
 ) -> None:
-    client = client_factory(retries={"total_max_attempts": 3, "mode": "standard"})
+    client = retrying_client(3)
     emulator.set_profile("test.fast", throttle_rate=1.0)
     with pytest.raises(client.exceptions.ThrottlingException) as info:
         client.converse(modelId="test.fast", messages=MSGS)
@@ -56,9 +56,9 @@ def test_throttling_is_retried_and_logged(
 
 
 def test_transient_throttle_then_success(
-    emulator: Emulator, client_factory: Callable[..., Any]
+    emulator: Emulator, retrying_client: Callable[[int], Any]
 ) -> None:
-    client = client_factory(retries={"total_max_attempts": 3, "mode": "standard"})
+    client = retrying_client(3)
     emulator.inject_error("ThrottlingException", model_id="test.fast", times=1)
     events = list(client.converse_stream(modelId="test.fast", messages=MSGS)["stream"])
     assert "metadata" in events[-1]

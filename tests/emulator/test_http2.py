@@ -6,10 +6,8 @@ NodeHttp2Handler does on an ``http://`` endpoint.
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
-import statistics
 import threading
 import time
 from typing import Any
@@ -92,9 +90,11 @@ def test_stream_frames_arrive_one_data_frame_each_when_due(
     # Each delta is its own DATA frame, so it reaches the client by itself, when due.
     delta_times = [t for t, chunk in arrivals if b"contentBlockDelta" in chunk]
     assert len(delta_times) == 10
-    assert delta_times[0] == pytest.approx(100, abs=60)
-    gaps = [b - a for a, b in itertools.pairwise(delta_times)]
-    assert statistics.median(gaps) == pytest.approx(20, abs=8)
+    # None before it is due (100 ms, then every 20 ms) and not all at the end; the margins
+    # hold on a machine whose cores are all busy (a stall only delays, by up to ~100 ms).
+    due = [100 + 20 * i for i in range(10)]
+    assert all(t > d - 1 for t, d in zip(delta_times, due, strict=True)), delta_times
+    assert delta_times[-1] - delta_times[0] > 60, delta_times
 
 
 def test_flow_control_is_respected_for_large_answers(emulator: Emulator, h2client: Any) -> None:

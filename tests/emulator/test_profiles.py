@@ -156,3 +156,49 @@ def test_flat_dict_form() -> None:
     assert m1 is not None and (m1.ttft_ms, m1.answer_tokens) == (5.0, 2.0)
     with pytest.raises(ProfileError, match=r"<dict>: \[defaults\]: unknown field \"like\""):
         load_profiles({"defaults": {"like": "x"}, "models": {}})
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("ttft_ms", float("inf"), 'field "ttft_ms" must be a finite number >= 0'),
+        ("answer_tokens", float("inf"), 'field "answer_tokens" must be a finite number >= 1'),
+        ("jitter", float("inf"), 'field "jitter" must be a finite number >= 0'),
+        ("outlier_factor", 1e300, 'field "outlier_factor" must be a number from 0.01 to 1000'),
+        (
+            "optimized_speedup",
+            1e-300,
+            'field "optimized_speedup" must be a number from 0.01 to 100',
+        ),
+        ("ttft_ms", 1e9, 'field "ttft_ms" must be a number from 0 to 600000'),
+        ("tokens_per_chunk", 10**6, 'field "tokens_per_chunk" must be a number from 1 to 10000'),
+        ("max_output_tokens", 0, 'field "max_output_tokens" must be an integer >= 1'),
+    ],
+)
+def test_numeric_fields_are_finite_and_bounded(field: str, value: Any, expected: str) -> None:
+    with pytest.raises(ProfileError, match=re.escape(expected)):
+        load_profiles({"m": {field: value}})
+
+
+def test_a_profile_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[models."m"]\nttft_ms = 1 # caf\xe9\n'.encode("latin-1"))
+    with pytest.raises(ProfileError, match=r"latin1\.toml: not UTF-8 text \(byte \d+\)"):
+        load_profiles(path)
+
+
+def test_a_huge_answer_tokens_is_cut_at_the_output_limit_at_once(emulator: Emulator) -> None:
+    import time
+
+    from .conftest import MSGS, make_client
+
+    emulator.set_profile(
+        "test.fast", answer_tokens=1e9, ttft_ms=0, ms_per_token=0, max_output_tokens=500
+    )
+    client = make_client(emulator.url)
+    started = time.monotonic()
+    out = client.converse(modelId="test.fast", messages=MSGS)
+    assert out["usage"]["outputTokens"] == 500 and out["stopReason"] == "max_tokens"
+    limited = client.converse(modelId="test.fast", messages=MSGS, inferenceConfig={"maxTokens": 7})
+    assert limited["usage"]["outputTokens"] == 7
+    assert time.monotonic() - started < 5  # generating 1e9 words would take minutes

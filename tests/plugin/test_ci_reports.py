@@ -64,7 +64,7 @@ SUITE = f"""
         support_bot.stream_answer(support_bot.make_client(), QUESTION)
 
 
-    @pytest.mark.bedrock_regression(budget=10)
+    @pytest.mark.bedrock_regression(budget=10, max_slowdown=2, max_ttft_slowdown=2)
     def test_release_gate():
         support_bot.stream_answer(support_bot.make_client(), QUESTION, model="{VERBOSE}")
 
@@ -167,7 +167,9 @@ def test_github_step_summary_is_appended(ci: Run) -> None:
     (gate_row,) = [line for line in text.splitlines() if line.startswith("| test_release_gate ")]
     assert "amazon.titan-text-express-v1" in gate_row and "| FAIL" in gate_row
     assert "<details><summary>test_release_gate</summary>" in text
-    assert "candidate support-verbose is more verbose than amazon.titan-text-express-v1" in text
+    assert re.search(
+        r"candidate support-verbose is more verbose\b.* than amazon\.titan-text-express-v1", text
+    )
     assert "Bedrock spend:" in text
 
 
@@ -207,7 +209,7 @@ def test_junit_xml_has_the_figures_of_every_marked_test(ci: Run) -> None:
     fast = cases["test_fast_enough"]
     assert float(fast["bedrock_calls"]) == 1
     assert 10 < float(fast["bedrock_ttft_ms_p50"]) < 1000
-    assert 0.5 < float(fast["bedrock_ms_per_token_p50"]) < 50
+    assert 0 < float(fast["bedrock_ms_per_token_p50"]) < 50
     assert float(fast["bedrock_output_tokens_p50"]) > 5
     assert (
         float(cases["test_too_long"]["bedrock_output_tokens_max"]) > 5
@@ -567,7 +569,10 @@ def test_the_predeploy_script_gates_the_three_fine_tunes(workspace: Path, tmp_pa
         "support-slow": "FAIL",
     }
     assert any(
-        "candidate support-verbose is more verbose than amazon.titan-text-express-v1" in line
+        re.search(
+            r"candidate support-verbose is more verbose\b.* than amazon\.titan-text-express-v1",
+            line,
+        )
         for line in lines
     )
     assert any(

@@ -11,15 +11,19 @@ BASE = "amazon.titan-text-express-v1"
 CUSTOM = "arn:aws:bedrock:us-east-1:123456789012:custom-model/"
 
 # Small times keep a gate to a second or two; jitter and length spread keep it honest.
+# Verdicts must hold on a machine whose cores are all busy, where scheduling delays move a
+# 40-token stream's ms/token or TTFT by tens of percent: the gates here allow x2 in time
+# (TIMING), the slow fine-tune is x4 per token, and token counts (which no delay changes)
+# keep the default x1.15 against a x1.5 verbose fine-tune.
 PROFILES = f"""
 [defaults]
 family = "titan"
-ttft_ms = 15
+ttft_ms = 40
 ms_per_token = 1.0
 jitter = 0.15
 answer_tokens = 40
 prompt_spread = 0.3
-answer_tokens_spread = 0.1
+answer_tokens_spread = 0.05
 seed = 3
 
 [models."{BASE}"]
@@ -33,16 +37,15 @@ answer_tokens = 60
 
 [models."{CUSTOM}slow"]
 like = "{BASE}"
-ms_per_token = 1.4
-
-[models."{CUSTOM}slower"]
-like = "{BASE}"
-ms_per_token = 3.0
+ms_per_token = 4.0
 
 [models."{CUSTOM}noisy"]
 like = "{BASE}"
 answer_tokens_spread = 0.6
 """
+
+#: Timing tolerances two times away from both the unchanged (x1) and the slow (x4) fine-tune.
+TIMING = "max_slowdown=2, max_ttft_slowdown=2"
 
 GATE_TEST = """
 import pytest
@@ -68,7 +71,9 @@ def suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def gate(suite: pytest.Pytester, candidate: str, *args: str, marker: str = "") -> pytest.RunResult:
+def gate(
+    suite: pytest.Pytester, candidate: str, *args: str, marker: str = TIMING
+) -> pytest.RunResult:
     suite.makepyfile(test_gate=GATE_TEST.format(args=marker))
     return suite.runpytest("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + candidate, *args)
 
@@ -90,10 +95,10 @@ def test_a_verbose_fine_tune_fails_with_the_split(suite: pytest.Pytester) -> Non
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "bedrock_regression: candidate verbose is more verbose than amazon.titan-text-express-v1",
+            "bedrock_regression: candidate verbose is more verbose*than amazon.titan-text-express-v1",
             "  output tokens  x1.* [[]1.*, 1.*] > 1.15 allowed   FAIL (* pairs)",
-            "  ms/token       x*<= 1.10*pass*",
-            "  TTFT           x*<= 1.25*pass*",
+            "  ms/token       x*<= 2.00*pass*",
+            "  TTFT           x*<= 2.00*pass*",
             "  end to end +*: +*% verbosity, *% per-token speed, *% TTFT",
             "  * pairs + 1 warm-up, base from --bedrock-baseline",
         ]
@@ -108,13 +113,13 @@ def test_a_slower_fine_tune_fails_on_ms_per_token(suite: pytest.Pytester) -> Non
         [
             "bedrock_regression: candidate slow is slower per token than amazon.titan-text-express-v1",
             "  output tokens  x*pass*",
-            "  ms/token       x1.[34]* [[]1.*, 1.*] > 1.10 allowed   FAIL (* pairs)",
+            "  ms/token       x* [[]*, *] > 2.00 allowed   FAIL (* pairs)",
         ]
     )
 
 
 def test_a_marker_tolerance_overrides_the_default(suite: pytest.Pytester) -> None:
-    gate(suite, "slow", marker="max_slowdown=1.6").assert_outcomes(passed=1)
+    gate(suite, "slow", marker="max_slowdown=8, max_ttft_slowdown=2").assert_outcomes(passed=1)
 
 
 def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> None:
@@ -124,9 +129,10 @@ def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> N
     regression = document["tests"][0]["regression"]
     assert regression["base"] == BASE and regression["candidate"] == CUSTOM + "verbose"
     pairs = regression["pairs"]
-    assert (
-        len(pairs) == {m["key"]: m for m in regression["metrics"]}["output_tokens"]["pairs"] >= 10
-    )
+    # Every pair drawn is there: as many as the metric that took longest to settle used
+    # (output tokens settle at 10; a noisy machine can keep ms/token going longer).
+    counts = {m["key"]: m["pairs"] for m in regression["metrics"]}
+    assert len(pairs) == max(counts.values()) and counts["output_tokens"] >= 10, counts
     assert {p["order"] for p in pairs} <= {"candidate-first", "base-first"}
     first = pairs[0]
     assert first["candidate"]["output_tokens"] > 0 and first["base"]["started_at"] > 1.6e9
@@ -140,23 +146,23 @@ def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> N
 def test_a_call_budget_ends_the_gate_as_marginal(suite: pytest.Pytester) -> None:
     # 21 calls: 1 by the test body, 2 for the warm-up pair, 9 pairs; a marginal FAIL needs
     # the candidate significantly slower than the base: at --bedrock-confidence 0.9, 9 pairs
-    # of a 3x slowdown show it whatever the jitter
-    result = gate(suite, "slower", "--bedrock-max-calls", "21", "--bedrock-confidence", "0.9")
+    # of a 4x slowdown show it whatever the jitter
+    result = gate(suite, "slow", "--bedrock-max-calls", "21", "--bedrock-confidence", "0.9")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*marginal: call budget exhausted (--bedrock-max-calls)*"])
-    result.stdout.fnmatch_lines(["  ms/token       x[23].* FAIL (marginal) (9 pairs)"])
+    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)"])
 
 
 def test_the_test_bodys_own_calls_count_toward_the_call_budget(suite: pytest.Pytester) -> None:
     # 22 calls: 1 by the test body, 2 for the warm-up pair, then only 9 pairs fit (not 10).
-    result = gate(suite, "slower", "--bedrock-max-calls", "22", "--bedrock-confidence", "0.9")
-    result.stdout.fnmatch_lines(["  ms/token       x[23].* FAIL (marginal) (9 pairs)"])
+    result = gate(suite, "slow", "--bedrock-max-calls", "22", "--bedrock-confidence", "0.9")
+    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)"])
 
 
 def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pytester) -> None:
     result = gate(
         suite,
-        "slower",
+        "slow",
         "--bedrock-max-calls",
         "21",
         "--bedrock-regression-policy",
@@ -167,7 +173,7 @@ def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pyte
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
-            "*bedrock_regression: ms/token x[23].* > 1.10 is marginal after 9 pairs; passed because policy is lenient*"
+            "*bedrock_regression: ms/token x* > 2.00 is marginal after 9 pairs; passed because policy is lenient*"
         ]
     )
 
@@ -175,7 +181,9 @@ def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pyte
 def test_too_much_noise_for_the_budget_says_how_many_pairs_it_would_take(
     suite: pytest.Pytester,
 ) -> None:
-    result = gate(suite, "noisy", marker="budget=5")
+    # Time is not what this gate is about: the noisy fine-tune's shortest answers have 2 or 3
+    # tokens, whose ms/token a busy machine can move tenfold.
+    result = gate(suite, "noisy", marker="max_slowdown=100, max_ttft_slowdown=100, budget=5")
     assert result.ret == pytest.ExitCode.OK  # marginal, and said so: a warning, not a failure
     result.stdout.fnmatch_lines(
         [
@@ -189,7 +197,7 @@ def test_a_failed_request_drops_its_pair(suite: pytest.Pytester) -> None:
         test_gate=f"""
         import pytest
 
-        @pytest.mark.bedrock_regression(budget=10)
+        @pytest.mark.bedrock_regression(budget=10, {TIMING})
         def test_gate(bedrock_model, bedrock_emulator):
             bedrock_model.converse("How do I reset my password?")
             bedrock_emulator.inject_error("ModelErrorException", model_id="{BASE}", times=2)
@@ -226,10 +234,10 @@ def test_the_base_comes_from_the_control_plane_for_a_custom_model(
                 hyperParameters={"epochCount": "1"},
             )
 
-        @pytest.mark.bedrock_regression(budget=10)
+        @pytest.mark.bedrock_regression(budget=10, {TIMING})
         def test_gate(bedrock_model):
             bedrock_model.converse("How do I reset my password?")
-        """
+        """.replace("{TIMING}", TIMING)
     )
     result = pytester.runpytest(
         "-p",
@@ -269,7 +277,7 @@ class TestStoredBaselines:
     RUN = ("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "verbose")
 
     def record(self, suite: pytest.Pytester) -> Path:
-        suite.makepyfile(test_gate=GATE_TEST.format(args="budget=10"))
+        suite.makepyfile(test_gate=GATE_TEST.format(args=f"budget=10, {TIMING}"))
         result = suite.runpytest(*self.RUN, "--bedrock-update-baseline")
         result.stdout.fnmatch_lines(["bedrock: base samples recorded in *.bedrock-baseline.json"])
         return suite.path / ".bedrock-baseline.json"
@@ -301,7 +309,9 @@ class TestStoredBaselines:
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
             [
-                "bedrock_regression: candidate verbose is more verbose than amazon.titan-text-express-v1 (stored)",
+                # The stored base ran in another session, on a machine maybe busier or not:
+                # only the verbosity verdict is certain.
+                "bedrock_regression: candidate verbose is more verbose*than amazon.titan-text-express-v1 (stored)",
                 "*base from stored samples*",
             ]
         )
@@ -309,7 +319,8 @@ class TestStoredBaselines:
     def test_unused_entries_are_reported_not_failed(self, suite: pytest.Pytester) -> None:
         self.record(suite)
         suite.makepyfile(
-            test_gate="def test_other():\n    pass\n", test_b=GATE_TEST.format(args="budget=10")
+            test_gate="def test_other():\n    pass\n",
+            test_b=GATE_TEST.format(args=f"budget=10, {TIMING}"),
         )
         result = suite.runpytest(*self.RUN)
         result.stdout.fnmatch_lines(
@@ -321,7 +332,7 @@ class TestStoredBaselines:
     ) -> None:
         path = suite.path / ".bedrock-baseline.json"
         path.write_text('{"schema_version": 1, "tests": {')
-        suite.makepyfile(test_gate=GATE_TEST.format(args="budget=10"))
+        suite.makepyfile(test_gate=GATE_TEST.format(args=f"budget=10, {TIMING}"))
         result = suite.runpytest(*self.RUN, "--bedrock-update-baseline")
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines(["*.bedrock-baseline.json*"])
@@ -330,7 +341,7 @@ class TestStoredBaselines:
     def test_an_unknown_schema_version_is_refused(self, suite: pytest.Pytester) -> None:
         path = suite.path / ".bedrock-baseline.json"
         path.write_text('{"schema_version": 99, "plugin": "pytest-bedrock-latency", "tests": {}}')
-        suite.makepyfile(test_gate=GATE_TEST.format(args="budget=10"))
+        suite.makepyfile(test_gate=GATE_TEST.format(args=f"budget=10, {TIMING}"))
         result = suite.runpytest(*self.RUN)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
         result.stderr.fnmatch_lines(["*.bedrock-baseline.json*99*"])

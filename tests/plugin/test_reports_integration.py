@@ -39,17 +39,18 @@ def test_summary_table_has_a_row_per_test_that_used_bedrock(
     result = bedrock_pytester.run()
     result.assert_outcomes(passed=3, failed=1)
     ms = r"\d+\.\d"  # a real timing, one decimal
+    usd = r"\$0\.\d+"  # Nova Lite's list price (test_cost.py checks the figures)
     model = MODEL.replace(".", r"\.")
     result.stdout.re_match_lines(
         [
             r"=+ bedrock latency =+$",
-            r"test\s+model\s+calls\s+TTFT p50\s+ms/tok p50\s+ms/tok p90\s+out tok p50\s+out tok max\s+verdict$",
+            r"test\s+model\s+calls\s+TTFT p50\s+ms/tok p50\s+ms/tok p90\s+out tok p50\s+out tok max\s+cost\s+verdict$",
             r"[- ]+$",
-            rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+passed$",
-            rf"test_wordy\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+failed$",
-            rf"test_unmarked\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+3\s+3\s+passed$",
+            rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+{usd}\s+passed$",
+            rf"test_wordy\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+{usd}\s+failed$",
+            rf"test_unmarked\s+{model}\s+1\s+{ms}\s+{ms}\s+{ms}\s+3\s+3\s+{usd}\s+passed$",
             r"$",
-            rf"Bedrock spend: {model} 4 calls, \d+ in / 63 out tokens$",
+            rf"Bedrock spend: {model} 4 calls, \d+ in / 63 out tokens, {usd} — {usd} total$",
         ],
         consecutive=True,
     )
@@ -60,12 +61,13 @@ def test_verbose_adds_a_row_per_call(bedrock_pytester: BedrockPytester) -> None:
     bedrock_pytester.makepyfile(test_suite=SUITE)
     result = bedrock_pytester.run("-v", "-k", "good")
     ms = r"\d+\.\d"
+    usd = r"\$0\.\d+"
     model = MODEL.replace(".", r"\.")
     result.stdout.re_match_lines(
         [
-            rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+passed$",
-            rf"└ call 1 ConverseStream\s+{model}\s+{ms}\s+{ms}\s+20\s+end_turn$",
-            rf"└ call 2 Converse\s+{model}\s+-\s+-\s+20\s+end_turn$",
+            rf"test_good\s+{model}\s+2\s+{ms}\s+{ms}\s+{ms}\s+20\s+20\s+{usd}\s+passed$",
+            rf"└ call 1 ConverseStream\s+{model}\s+{ms}\s+{ms}\s+20\s+{usd}\s+end_turn$",
+            rf"└ call 2 Converse\s+{model}\s+-\s+-\s+20\s+{usd}\s+end_turn$",
             r"$",
         ],
         consecutive=True,
@@ -173,10 +175,12 @@ def test_junit_xml_has_the_headline_figures(bedrock_pytester: BedrockPytester) -
             "bedrock_total_ms_p50",
             "bedrock_output_tokens_p50",
             "bedrock_output_tokens_max",
+            "bedrock_cost_usd",
         ]
     )
     assert (good["bedrock_calls"], good["bedrock_output_tokens_max"]) == ("2.0", "20.0")
-    assert 0.2 < float(good["bedrock_ms_per_token_p50"]) < 10
+    # A real figure (the profile says 1 ms; a busy machine moves it, either way, several-fold).
+    assert 0 < float(good["bedrock_ms_per_token_p50"]) < 100
     assert props["test_wordy"]["bedrock_calls"] == "1.0"  # a failed bound still reports its figures
     assert props["test_no_bedrock"] == {}
 

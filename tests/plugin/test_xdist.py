@@ -25,7 +25,7 @@ GATE_A = """
     import support_bot
 
 
-    @pytest.mark.bedrock_regression(budget=10)
+    @pytest.mark.bedrock_regression(budget=10, max_slowdown=2, max_ttft_slowdown=2)
     def test_gate_through_the_fixture(bedrock_model):
         bedrock_model.converse("How do I reset my password?")
         Path("workers").mkdir(exist_ok=True)
@@ -46,7 +46,7 @@ GATE_B = """
     import support_bot
 
 
-    @pytest.mark.bedrock_regression(budget=10)
+    @pytest.mark.bedrock_regression(budget=10, max_slowdown=2, max_ttft_slowdown=2)
     def test_gate_through_the_app():
         support_bot.stream_answer(support_bot.make_client(), "Can I return an item after 30 days?")
         Path("workers").mkdir(exist_ok=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from pytest_bedrock_latency import __version__
 from pytest_bedrock_latency.evaluate import Check
@@ -106,6 +107,7 @@ def test_summary_table_has_one_row_per_test() -> None:
         "out",
         "tok",
         "max",
+        "cost",
         "verdict",
     ]
     assert set(lines[1]) <= {"-", " "}
@@ -119,6 +121,8 @@ def test_summary_table_has_one_row_per_test() -> None:
         "39.0",
         "50",
         "60",
+        "no",
+        "price",
         "passed",
     ]
     assert lines[3].split() == [
@@ -130,10 +134,15 @@ def test_summary_table_has_one_row_per_test() -> None:
         "50.0",
         "80",
         "80",
+        "no",
+        "price",
         "failed",
     ]
     assert lines[4] == ""
-    assert lines[5] == "Bedrock spend: support-v3 3 calls, 36 in / 180 out tokens"
+    assert lines[5] == (
+        "Bedrock spend: support-v3 3 calls, 36 in / 180 out tokens, no price"
+        " — no price for any model (give prices with --bedrock-prices)"
+    )
     assert len(lines) == 6
 
 
@@ -148,6 +157,8 @@ def test_verbose_adds_a_row_per_call() -> None:
         "210.0",
         "30.0",
         "40",
+        "no",
+        "price",
         "end_turn",
     ]
     assert lines[4].split() == [
@@ -161,13 +172,27 @@ def test_verbose_adds_a_row_per_call() -> None:
         "250.0",
         "40.0",
         "60",
+        "no",
+        "price",
         "end_turn",
     ]
 
 
 def test_unmeasured_figures_show_a_dash() -> None:
     lines = report(result(calls=(gen(None, None, 7, operation="Converse"),))).terminal_lines()
-    assert lines[2].split() == ["test_fast", "support-v3", "1", "-", "-", "-", "7", "7", "passed"]
+    assert lines[2].split() == [
+        "test_fast",
+        "support-v3",
+        "1",
+        "-",
+        "-",
+        "-",
+        "7",
+        "7",
+        "no",
+        "price",
+        "passed",
+    ]
 
 
 def test_headline_figures_for_junit() -> None:
@@ -190,7 +215,17 @@ def test_json_document_keys_and_environment() -> None:
         baseline="amazon.titan-text-express-v1",
         latency_scale=1.5,
     ).document()
-    assert set(doc) == {"schema_version", "created_at", "environment", "spend", "tests"}
+    assert set(doc) == {
+        "schema_version",
+        "created_at",
+        "interrupted",
+        "environment",
+        "cost_usd",
+        "unpriced_calls",
+        "spend",
+        "tests",
+    }
+    assert doc["interrupted"] is False
     assert doc["schema_version"] == SCHEMA_VERSION == 1
     env = doc["environment"]
     assert env["plugin_version"] == __version__
@@ -203,7 +238,16 @@ def test_json_document_keys_and_environment() -> None:
     )
     assert env["models"] == [ARN]
     assert (env["latency_scale"], env["includes_text"]) == (1.5, False)
-    assert doc["spend"] == {ARN: {"calls": 2, "input_tokens": 24, "output_tokens": 100}}
+    assert doc["spend"] == {
+        ARN: {
+            "calls": 2,
+            "input_tokens": 24,
+            "output_tokens": 100,
+            "cost_usd": None,
+            "unpriced_calls": 2,
+        }
+    }
+    assert (doc["cost_usd"], doc["unpriced_calls"]) == (None, 2)
     (test,) = doc["tests"]
     assert test["nodeid"] == "tests/test_a.py::test_fast"
     assert test["bounds"] == {"bedrock_latency": {"max_ms_per_token": 32}}
@@ -251,3 +295,71 @@ def test_result_round_trips_through_json() -> None:
         None,
         original.spend,
     )
+
+
+# -- cost ------------------------------------------------------------------------------------------
+LITE = "amazon.nova-lite-v1:0"
+
+
+def priced(cost: float | None, model_id: str = LITE, output_tokens: int = 40) -> Generation:
+    from dataclasses import replace
+
+    return replace(gen(30.0, 210.0, output_tokens, model_id=model_id), cost_usd=cost)
+
+
+def test_cost_per_test_per_call_and_in_total() -> None:
+    a = result("tests/test_a.py::test_one", calls=(priced(0.00012), priced(0.00003)))
+    b = result("tests/test_a.py::test_two", calls=(priced(0.0021),))
+    lines = report(a, b).terminal_lines(verbosity=1)
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith("test_")}
+    assert rows["test_one"][-2:] == ["$0.00015", "passed"]
+    assert rows["test_two"][-2:] == ["$0.0021", "passed"]
+    assert "$0.00012" in lines[3]  # the call rows carry their own cost
+    assert lines[-1] == (
+        "Bedrock spend: amazon.nova-lite-v1:0 3 calls, 36 in / 120 out tokens, $0.00225"
+        " — $0.00225 total"
+    )
+    assert a.headline()["bedrock_cost_usd"] == 0.00015
+    doc = report(a, b).document()
+    assert doc["cost_usd"] == pytest.approx(0.00225)
+    assert [t["cost_usd"] for t in doc["tests"]] == [pytest.approx(0.00015), 0.0021]
+    assert doc["tests"][0]["calls"][0]["cost_usd"] == 0.00012
+    assert doc["spend"][LITE]["cost_usd"] == pytest.approx(0.00225)
+
+
+def test_unpriced_calls_are_counted_never_priced_at_zero() -> None:
+    mixed = result(calls=(priced(0.001), priced(None, model_id=ARN)))
+    assert mixed.cost_usd == 0.001
+    line = report(mixed).spend_line()
+    assert "support-v3 1 calls, 12 in / 40 out tokens, no price" in line
+    assert line.endswith("— $0.001 total + 1 call(s) with no price")
+    assert report(mixed).document()["unpriced_calls"] == 1
+    none = result(calls=(priced(None, model_id=ARN),))
+    assert none.cost_usd is None
+    assert "bedrock_cost_usd" not in none.headline()
+    assert report(none).document()["tests"][0]["cost_usd"] is None
+
+
+def test_github_summary_has_a_cost_column_and_the_total() -> None:
+    markdown = report(result(calls=(priced(0.0005),))).github_markdown()
+    assert "cost (USD)" in markdown.splitlines()[2]  # the table's header row
+    assert "| $0.0005 " in markdown
+    assert "— $0.0005 total" in markdown
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (0, "$0"),
+        (0.00001234, "$0.00001234"),
+        (0.012345, "$0.01235"),
+        (0.0021, "$0.0021"),
+        (0.1, "$0.10"),
+        (12.3456, "$12.35"),
+        (1234.5, "$1,234.50"),
+    ],
+)
+def test_dollars_read_to_four_significant_digits(value: float, text: str) -> None:
+    from pytest_bedrock_latency.prices import format_usd
+
+    assert format_usd(value) == text

@@ -13,6 +13,7 @@ from pytest_bedrock_latency.settings import (
     Settings,
     SettingsError,
     TestSettings,
+    check_outputs,
     effective,
     resolve,
 )
@@ -291,6 +292,28 @@ def test_default_baseline_file_sits_next_to_the_ini_file_or_in_the_invocation_di
     )
 
 
+# -- cost ------------------------------------------------------------------------------------------
+def test_max_cost_is_an_amount_of_dollars() -> None:
+    assert settings({"bedrock_max_cost": "2.50"}).max_cost == 2.5
+    assert settings({"bedrock_max_cost": "$0.10"}).max_cost == 0.1
+    assert settings(ini={"bedrock_max_cost": "1"}).max_cost == 1.0
+    assert settings().max_cost is None
+    assert failure({"bedrock_max_cost": "ten"}) == (
+        "--bedrock-max-cost: must be an amount of US dollars such as 2.50, got 'ten'"
+    )
+    assert failure({"bedrock_max_cost": "0"}) == (
+        "--bedrock-max-cost: must be an amount of US dollars greater than 0, got 0"
+    )
+    assert failure(ini={"bedrock_max_cost": "inf"}) == (
+        f"bedrock_max_cost = inf in {INI_PATH}: must be an amount of US dollars greater than 0, got inf"
+    )
+
+
+def test_price_file_is_a_path_relative_to_the_ini_file() -> None:
+    assert settings(ini={"bedrock_prices": "prices.toml"}).prices == INI_DIR / "prices.toml"
+    assert settings({"bedrock_prices": "p.toml"}).prices == INVOCATION / "p.toml"
+
+
 def test_a_tests_settings_take_its_marker_over_the_run() -> None:
     run = Settings(regression_budget=40, regression_policy="strict", timeout=3.0, max_tokens=64)
     gated = TestSettings.of(run, TestBounds(regression=RegressionGate(budget=10, policy="lenient")))
@@ -362,3 +385,43 @@ def test_an_endpoint_that_is_no_url_names_the_variable(url: str) -> None:
 def test_endpoint_urls_with_ports_and_paths_are_accepted() -> None:
     url = "http://127.0.0.1:8080/bedrock"
     assert settings({"bedrock_endpoint_url": url}).endpoint_url == url
+
+
+# -- output paths, checked before the session -------------------------------------------------
+def _outputs(tmp_path: Path, **values: Any) -> Settings:
+    return Settings(baseline_file=tmp_path / ".bedrock-baseline.json", **values)
+
+
+def test_check_outputs_accepts_new_files_in_new_directories(tmp_path: Path) -> None:
+    check_outputs(
+        _outputs(tmp_path, report=tmp_path / "a" / "r.json", plot=tmp_path / "plots"),
+        step_summary=str(tmp_path / "summary.md"),
+    )
+
+
+def test_check_outputs_reports_every_problem_one_per_line(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SettingsError) as info:
+        check_outputs(
+            _outputs(tmp_path, report=tmp_path / "dir", plot=tmp_path / "file"),
+            step_summary=str(tmp_path / "file" / "summary.md"),
+        )
+    assert str(info.value).splitlines() == [
+        f"--bedrock-report {tmp_path / 'dir'} is a directory; name a file",
+        f"GITHUB_STEP_SUMMARY {tmp_path / 'file' / 'summary.md'} cannot be written: its parent "
+        f"{tmp_path / 'file'} is a file, not a directory",
+        f"--bedrock-plot {tmp_path / 'file'} is a file; name a directory",
+    ]
+
+
+def test_check_outputs_refuses_an_output_over_an_input_or_another_output(tmp_path: Path) -> None:
+    baseline = tmp_path / ".bedrock-baseline.json"
+    with pytest.raises(SettingsError, match="would overwrite the --bedrock-baseline-file file"):
+        check_outputs(_outputs(tmp_path, report=baseline))
+    with pytest.raises(SettingsError, match="--junitxml and --bedrock-report are the same path"):
+        check_outputs(
+            _outputs(tmp_path, report=tmp_path / "x.xml"), others={"--junitxml": tmp_path / "x.xml"}
+        )
+    # Recording writes the baseline itself: that is not a clash.
+    check_outputs(_outputs(tmp_path, update_baseline=True))
