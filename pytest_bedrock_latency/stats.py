@@ -922,14 +922,14 @@ class SequentialRule:
         hi, det = _fmt_pair(ratio.high, detect)
         return self._decision(ev, "pass", False, f"upper bound {hi} < detect {det}")
 
-    def _by_estimate(self, ev: Evidence, prefix: str) -> Decision:
+    def _by_estimate(self, ev: Evidence, prefix: str, *, significance: bool = True) -> Decision:
         est, tol = _fmt_pair(ev.ratio().estimate, self.tolerance)
         note = ""
         if self.estimator == "ratio-of-means" and self.caps_bind(ev):
             note = f"; the token cap binds on {ev.candidate_capped} of {ev.n} candidate answers"
         if ev.estimate <= math.log(self.tolerance):
             return self._decision(ev, "pass", True, f"{prefix}: estimate {est} <= {tol}{note}")
-        if ev.budget_significance > 0.0:
+        if ev.budget_significance > 0.0 or not significance:
             return self._decision(ev, "fail", True, f"{prefix}: estimate {est} > {tol}{note}")
         # Above the line but not significantly worse than the base at all: a FAIL here
         # would be a coin toss whose error rate grows with every gate of the session.
@@ -1018,7 +1018,9 @@ class SequentialRule:
             base_capped=base_capped,
             paired=paired,
         )
-        return self._by_estimate(ev, reason)
+        # Stopped early by the user's cap: the estimate alone decides (a marginal FAIL rather
+        # than a pass that the missing pairs could not support).
+        return self._by_estimate(ev, reason, significance=False)
 
 
 def _hodges_lehmann(
