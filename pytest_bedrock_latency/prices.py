@@ -147,14 +147,19 @@ class _Entry:
     regions: Mapping[str, Mapping[str, float]]
 
     def layered(self, over: _Entry) -> _Entry:
-        """``over``'s fields on top of this entry's (a user entry on a shipped one)."""
+        """``over``'s fields on top of this entry's (a user entry on a shipped one).
+
+        An ``over`` with a ``like`` replaces the entry: it says whose prices to take.
+        """
+        if over.like is not None:
+            return over
         regions = {name: dict(fields) for name, fields in self.regions.items()}
         for name, fields in over.regions.items():
             regions.setdefault(name, {}).update(fields)
         return _Entry(
             over.source,
             {**self.fields, **over.fields},
-            over.like if over.like is not None else self.like,
+            self.like,
             regions,
         )
 

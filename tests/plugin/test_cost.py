@@ -350,3 +350,32 @@ def test_cached_prompt_tokens_are_priced_at_the_cache_prices(suite: pytest.Pytes
         ) / 1000
         assert call["cost_usd"] == pytest.approx(expected, rel=1e-9)
     assert first["cost_usd"] > 5 * second["cost_usd"]  # writing costs 12.5x what reading does
+
+
+def test_the_handle_and_bedrock_calls_give_each_generation_its_cost(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makefile(".toml", prices=PRICES)
+    suite.makepyfile(
+        test_app=f"""
+        import boto3
+        import pytest
+
+        def test_app(bedrock_model, bedrock_calls):
+            g = bedrock_model.converse("How do I reset my password?")
+            assert g.cost_usd == pytest.approx(
+                (g.input_tokens * {FINE_TUNE[0]} + g.output_tokens * {FINE_TUNE[1]}) / 1000
+            )
+            # The application's own client, in another region: priced the same way.
+            client = boto3.client("bedrock-runtime", region_name="eu-west-1")
+            client.converse(
+                modelId="{BASE}", messages=[{{"role": "user", "content": [{{"text": "Hi"}}]}}]
+            )
+            titan = bedrock_calls[-1]
+            assert titan.model_id == "{BASE}"
+            assert titan.cost_usd == pytest.approx(
+                (titan.input_tokens * {TITAN[0]} + titan.output_tokens * {TITAN[1]}) / 1000
+            )
+        """
+    )
+    run(suite, "same", "--bedrock-prices", "prices.toml").assert_outcomes(passed=1)

@@ -209,6 +209,13 @@ def test_user_file_overrides_one_field_of_a_shipped_model(tmp_path: Path) -> Non
     assert price.source == str(path)
 
 
+def test_a_user_like_on_a_shipped_model_takes_the_other_models_prices(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[models."{LITE}"]\nlike = "amazon.nova-pro-v1:0"\n')
+    price = load_prices(path).lookup(LITE)
+    assert price is not None
+    assert (price.input_per_1k, price.output_per_1k) == (0.0008, 0.0032)
+
+
 def test_user_file_extends_the_table_and_may_use_shipped_entries(tmp_path: Path) -> None:
     path = write(
         tmp_path,
