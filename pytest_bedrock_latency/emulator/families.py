@@ -420,15 +420,8 @@ def native_stream_start(family: str, answer: Answer) -> list[dict[str, Any]]:
 def native_stream_delta(
     family: str, answer: Answer, text: str, tokens_so_far: int, first: bool
 ) -> dict[str, Any]:
-    """One text delta chunk; ``tokens_so_far`` includes the tokens of this delta."""
-    if family == "anthropic":
-        return {
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "text_delta", "text": text},
-        }
-    if family == "nova":
-        return {"contentBlockDelta": {"delta": {"text": text}, "contentBlockIndex": 0}}
+    """One text delta chunk of a text-only family (the block-stream families use
+    :func:`native_block_delta`); ``tokens_so_far`` includes the tokens of this delta."""
     if family == "titan":
         return {
             "outputText": text,

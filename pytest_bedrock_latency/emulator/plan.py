@@ -145,6 +145,11 @@ def plan_answer(
             n_reasoning = reasoning_token_count(
                 features.reasoning, profile.reasoning_tokens, spread
             )
+            # maxTokens bounds reasoning and answer together, as Bedrock counts them.
+            if req.max_tokens is not None and n_reasoning + len(words) > req.max_tokens:
+                n_reasoning = min(n_reasoning, req.max_tokens)
+                words = words[: req.max_tokens - n_reasoning]
+                stop_reason, stop_sequence = "max_tokens", None
 
     outlier = u_outlier < profile.outlier_rate
     factor = 1.0

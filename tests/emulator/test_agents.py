@@ -396,3 +396,57 @@ def test_chunked_streams_keep_the_profile_ttft(client: Any, emulator: Emulator) 
     rec = emulator.requests[-1]
     assert rec.ttft_ms == pytest.approx(30)
     assert rec.ms_per_token == pytest.approx(3)
+
+
+def test_native_anthropic_cache_control(client: Any) -> None:
+    system = [
+        {"type": "text", "text": "Shop policy. " * 300, "cache_control": {"type": "ephemeral"}}
+    ]
+    body = json.dumps(
+        {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 100,
+            "system": system,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Return policy?"}]}],
+        }
+    )
+    first = client.invoke_model(modelId=HAIKU, body=body)
+    usage = json.loads(first["body"].read())["usage"]
+    assert usage["cache_creation_input_tokens"] == 780 and usage["cache_read_input_tokens"] == 0
+    headers = first["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-amzn-bedrock-cache-write-input-token-count"] == "780"
+    chunks = invoke_chunks(client.invoke_model_with_response_stream(modelId=HAIKU, body=body))
+    metrics = chunks[-1]["amazon-bedrock-invocationMetrics"]
+    assert metrics["cacheReadInputTokenCount"] == 780
+    assert chunks[0]["message"]["usage"]["cache_read_input_tokens"] == 780
+
+
+def test_native_nova_reasoning(client: Any, emulator: Emulator) -> None:
+    emulator.set_profile(NOVA, reasoning_tokens=10)
+    body = {
+        "schemaVersion": "messages-v1",
+        "messages": MSGS,
+        "reasoningConfig": {"type": "enabled", "maxReasoningEffort": "low"},
+    }
+    out = json.loads(client.invoke_model(modelId=NOVA, body=json.dumps(body))["body"].read())
+    reasoning, text = out["output"]["message"]["content"]
+    assert len(reasoning["reasoningContent"]["reasoningText"]["text"].split()) == 5  # low: half
+    assert out["usage"]["outputTokens"] == 5 + len(text["text"].split())
+    chunks = invoke_chunks(
+        client.invoke_model_with_response_stream(modelId=NOVA, body=json.dumps(body))
+    )
+    deltas = [c["contentBlockDelta"] for c in chunks if "contentBlockDelta" in c]
+    thinking = [d["delta"]["reasoningContent"] for d in deltas if d["contentBlockIndex"] == 0]
+    assert thinking[-1].keys() == {"signature"} and all("text" in t for t in thinking[:-1])
+    assert all("text" in d["delta"] for d in deltas if d["contentBlockIndex"] == 1)
+
+
+def test_max_tokens_bounds_reasoning_and_answer_together(client: Any, emulator: Emulator) -> None:
+    emulator.set_profile(HAIKU, reasoning_tokens=1000, answer_tokens=50)
+    resp = client.converse(
+        modelId=HAIKU,
+        messages=MSGS,
+        inferenceConfig={"maxTokens": 1030},
+        additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 1025}},
+    )
+    assert resp["stopReason"] == "max_tokens" and resp["usage"]["outputTokens"] == 1030
