@@ -75,7 +75,7 @@ def test_defaults() -> None:
         s.regression_budget,
         s.regression_policy,
         s.concurrency,
-    ) == (None, False, 1.0, 40, "strict", 4)
+    ) == (None, False, 1.0, 40, "strict", 1)
 
 
 def test_every_option_has_flag_ini_and_dest_named_alike() -> None:
@@ -318,7 +318,7 @@ def test_a_tests_settings_take_its_marker_over_the_run() -> None:
     run = Settings(regression_budget=40, regression_policy="strict", timeout=3.0, max_tokens=64)
     gated = TestSettings.of(run, TestBounds(regression=RegressionGate(budget=10, policy="lenient")))
     assert (gated.regression_budget, gated.regression_policy) == (10, "lenient")
-    assert (gated.timeout, gated.max_tokens, gated.concurrency) == (3.0, 64, 4)
+    assert (gated.timeout, gated.max_tokens, gated.concurrency) == (3.0, 64, 1)
     plain = TestSettings.of(run, TestBounds(regression=RegressionGate()))
     assert (plain.regression_budget, plain.regression_policy) == (40, "strict")
     assert TestSettings.of(run, TestBounds()).regression_budget == 40
@@ -419,7 +419,7 @@ def test_check_outputs_refuses_an_output_over_an_input_or_another_output(tmp_pat
     baseline = tmp_path / ".bedrock-baseline.json"
     with pytest.raises(SettingsError, match="would overwrite the --bedrock-baseline-file file"):
         check_outputs(_outputs(tmp_path, report=baseline))
-    with pytest.raises(SettingsError, match="--junitxml and --bedrock-report are the same path"):
+    with pytest.raises(SettingsError, match="--bedrock-report and --junitxml are the same path"):
         check_outputs(
             _outputs(tmp_path, report=tmp_path / "x.xml"), others={"--junitxml": tmp_path / "x.xml"}
         )
