@@ -202,10 +202,31 @@ def marker_levels(item: Any) -> list[MarkLevel]:
     chain = item.listchain() if hasattr(item, "listchain") else [item]
     for node in reversed(chain[:-1]):
         marks = list(getattr(node, "own_markers", ()))
-        if marks:
+        if not marks:
+            continue
+        cls = getattr(node, "obj", None)
+        if isinstance(cls, type):
+            # A class node's marks are its MRO's, base classes' first: each class is a level
+            # of its own, the subclass closest (its marker overrides the base class's).
+            levels.extend(
+                MarkLevel(f"class {klass.__name__}", _class_marks(klass))
+                for klass in cls.__mro__
+                if "pytestmark" in vars(klass)
+            )
+        else:
             kind = type(node).__name__.lower()
             levels.append(MarkLevel(f"{kind} {getattr(node, 'name', '?')}", marks))
     return levels
+
+
+def _class_marks(klass: type) -> list[MarkLike]:
+    """The marks written on ``klass`` itself (``pytestmark``: one mark or a list)."""
+    value: Any = vars(klass)["pytestmark"]
+    marks: list[Any] = value if isinstance(value, list) else [value]
+    out: list[MarkLike] = []
+    for mark in marks:
+        out.append(getattr(mark, "mark", mark))  # a MarkDecorator holds its Mark
+    return out
 
 
 def parse_markers(test_id: str, levels: Iterable[MarkLevel]) -> TestBounds:

@@ -457,7 +457,8 @@ def check_outputs(
     A directory where a file is needed (or a file where a directory is), a parent that
     cannot be created or written, two outputs on one path, and an output on one of the
     run's inputs (the baseline file, the emulator's profiles) would each lose the run's
-    results at its end. ``others`` are pytest's own outputs (``--junitxml``) by flag.
+    results at its end. ``others`` are pytest's own outputs (``--junitxml``) by flag: only
+    checked for a clash with the plugin's.
 
     Raises:
         SettingsError: every problem found, one per line, each naming the flag and the fix.
@@ -470,8 +471,6 @@ def check_outputs(
         files["--bedrock-baseline-file"] = settings.baseline_file
     if step_summary:
         files["GITHUB_STEP_SUMMARY"] = Path(step_summary)
-    for flag, path in (others or {}).items():
-        files[flag] = path
     for flag, path in files.items():
         if path.is_dir():
             problems.append(f"{flag} {path} is a directory; name a file")
@@ -488,7 +487,8 @@ def check_outputs(
         "--bedrock-baseline-file": settings.baseline_file,
         "--bedrock-emulator-profiles": settings.emulator_profiles,
     }
-    outputs = dict(files)
+    # pytest's own outputs are pytest's to check; here they only must not clash with ours.
+    outputs = {**(others or {}), **files}
     if settings.plot is not None:
         outputs["--bedrock-plot"] = settings.plot
     for flag, path in outputs.items():

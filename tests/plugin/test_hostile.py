@@ -8,6 +8,7 @@ Ctrl-C cases run pytest in subprocesses started with ``sys.executable``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -129,7 +130,7 @@ def test_report_on_the_junit_file_is_a_usage_error(bedrock_pytester: BedrockPyte
     bedrock_pytester.makepyfile(test_one=ONE_CALL)
     result = bedrock_pytester.run("--bedrock-report", "out.xml", "--junitxml", "out.xml")
     usage_error(
-        result, "--junitxml and --bedrock-report are the same path (*out.xml); give each its own"
+        result, "--bedrock-report and --junitxml are the same path (*out.xml); give each its own"
     )
 
 
@@ -177,6 +178,7 @@ def test_gate(bedrock_model):
     # The run's outputs turn unwritable while it runs: a directory where a file goes.
     os.mkdir("report.json")
     os.mkdir(os.environ["GITHUB_STEP_SUMMARY"])
+    Path("plots").write_text("a file where the plots directory goes")
 """
 
 
@@ -193,10 +195,14 @@ def test_an_unwritable_output_is_one_line_and_the_others_are_written(
         "report.json",
         "--junitxml",
         "junit.xml",
+        "--bedrock-plot",
+        "plots",
         model=SAME,
     )
     no_traceback(result)
     result.assert_outcomes(passed=1)
+    if importlib.util.find_spec("matplotlib") is not None:
+        result.stdout.fnmatch_lines(["bedrock: the plots in */plots cannot be written: *"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the test passed; an output did not
     result.stdout.fnmatch_lines(
         [
@@ -583,6 +589,30 @@ def test_the_functions_marker_beats_the_class_and_the_modules(
         for t in bedrock_pytester.json("report.json")["tests"]
     }
     assert bounds == {"test_function_wins": 1000, "test_class_wins": 2, "test_module_applies": 1}
+
+
+def test_a_subclass_marker_beats_its_base_class_marker(bedrock_pytester: BedrockPytester) -> None:
+    bedrock_pytester.makepyfile(
+        test_inherit="""
+        import pytest
+
+        class Base:
+            pytestmark = pytest.mark.bedrock_length(max_tokens=1)
+
+        class TestChild(Base):
+            pytestmark = [pytest.mark.bedrock_length(max_tokens=1000)]
+
+            def test_child(self, bedrock_model):
+                bedrock_model.converse("Hi")
+
+        class TestPlain(Base):
+            def test_inherited(self, bedrock_model):
+                bedrock_model.converse("Hi")
+        """
+    )
+    result = bedrock_pytester.run()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_inherit.py::TestPlain::test_inherited*"])
 
 
 @pytest.mark.parametrize(

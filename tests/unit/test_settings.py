@@ -419,7 +419,7 @@ def test_check_outputs_refuses_an_output_over_an_input_or_another_output(tmp_pat
     baseline = tmp_path / ".bedrock-baseline.json"
     with pytest.raises(SettingsError, match="would overwrite the --bedrock-baseline-file file"):
         check_outputs(_outputs(tmp_path, report=baseline))
-    with pytest.raises(SettingsError, match="--junitxml and --bedrock-report are the same path"):
+    with pytest.raises(SettingsError, match="--bedrock-report and --junitxml are the same path"):
         check_outputs(
             _outputs(tmp_path, report=tmp_path / "x.xml"), others={"--junitxml": tmp_path / "x.xml"}
         )
