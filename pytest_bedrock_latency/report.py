@@ -20,6 +20,7 @@ from . import __version__
 from .atomicio import write_text_atomic
 from .gate import MetricVerdict
 from .measurement import display_model
+from .metrics import by_key as metric_named
 from .prices import format_usd
 from .results import Spend, TestResult, merge_spend, total_cost, unpriced_calls
 from .settings import Settings
@@ -62,7 +63,7 @@ class Report:
 
     @property
     def measured(self) -> list[TestResult]:
-        return [r for r in self.results if r.calls or r.regression is not None]
+        return [r for r in self.results if r.calls or r.regression is not None or r.unmeasured]
 
     # -- terminal ------------------------------------------------------------------------
     def terminal_lines(self, verbosity: int = 0) -> list[str]:
@@ -128,6 +129,9 @@ class Report:
                 tablefmt="simple",
                 disable_numparse=True,
             ).splitlines()
+        notes = [f"{_short_test(r.nodeid)}: {note}" for r in self.results for note in r.unmeasured]
+        if notes:
+            lines += ["", "not measured:", *(f"  {note}" for note in notes)]
         lines += ["", self.spend_line()]
         return lines
 
@@ -160,7 +164,7 @@ class Report:
             by_key = {m.key: m for m in gate.metrics}
             for key in ("ms_per_token", "ttft_ms", "output_tokens"):
                 m = by_key[key]
-                digits = 0 if key == "output_tokens" else 1
+                digits = metric_named(key).digits
                 cells += [
                     f"{_num(m.candidate_p50, digits)} / {_num(m.base_p50, digits)}",
                     _ratio(m),
@@ -182,7 +186,13 @@ class Report:
         spend = self.spend()
         parts = [
             f"{display_model(model)} {s.calls} calls, {s.input_tokens} in / {s.output_tokens} out "
-            f"tokens, {_cost(s.cost_usd if s.priced else None)}"
+            f"tokens"
+            + (
+                f" (+{s.cache_read_input_tokens} cache read / {s.cache_write_input_tokens} cache write)"
+                if s.cache_read_input_tokens or s.cache_write_input_tokens
+                else ""
+            )
+            + f", {_cost(s.cost_usd if s.priced else None)}"
             + (f" ({s.unpriced_calls} without a price)" if s.priced and s.unpriced_calls else "")
             for model, s in sorted(spend.items())
         ]
