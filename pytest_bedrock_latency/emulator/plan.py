@@ -62,6 +62,24 @@ class AnswerPlan:
     guardrail: str | None = None  # "input" or "output" when a guardrail intervened
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One block while planning: its tokens, its delta pieces and where each piece ends."""
+
+    kind: str
+    tokens: int
+    pieces: list[str]
+    ends: list[int]  # token count within the block after each piece
+    text: str
+
+
+def _words_part(kind: str, words: list[str], per_chunk: int, joiner: str = " ") -> _Part:
+    bounds = chunk_boundaries(len(words), per_chunk)
+    lead = joiner  # a delta after the first starts with the separator
+    pieces = [(lead if a else "") + joiner.join(words[a:b]) for a, b in bounds]
+    return _Part(kind, len(words), pieces, [b for _, b in bounds], joiner.join(words))
+
+
 def plan_answer(
     profile: Profile,
     model_id: str,
@@ -180,49 +198,31 @@ def plan_answer(
         profile.cached_prefill_factor,
     )
     per_chunk = profile.tokens_per_chunk
-    # (kind, tokens, pieces, per-piece token ends within the block)
-    parts: list[tuple[str, int, list[str], list[int], str]] = []
+    parts: list[_Part] = []
     if n_reasoning:
         thought = generate_words(model_id + "#reasoning", req.prompt, sample, n_reasoning)
-        rb = chunk_boundaries(n_reasoning, per_chunk)
-        parts.append(
-            (
-                "reasoning",
-                n_reasoning,
-                [(" " if a else "") + " ".join(thought[a:b]) for a, b in rb],
-                [b for _, b in rb],
-                " ".join(thought),
-            )
-        )
+        parts.append(_words_part("reasoning", thought, per_chunk))
     if words or (call is None and not n_reasoning):
-        tb = chunk_boundaries(len(words), per_chunk)
+        # Recorded pieces carry their own spacing; generated words are joined by spaces.
         joiner = "" if recorded_text is not None and guardrail is None else " "
-        parts.append(
-            (
-                "text",
-                len(words),
-                # Recorded pieces carry their own spacing; generated words are joined by spaces.
-                [("" if joiner == "" or not a else " ") + joiner.join(words[a:b]) for a, b in tb],
-                [b for _, b in tb],
-                joiner.join(words),
-            )
-        )
+        parts.append(_words_part("text", words, per_chunk, joiner))
     if call is not None:
         text = call.input_json()
         n_tool = json_tokens(text)
         pieces = json_fragments(text, math.ceil(n_tool / per_chunk))
         ends = [round(n_tool * (i + 1) / len(pieces)) for i in range(len(pieces))]
-        parts.append(("tool_use", n_tool, pieces, ends, text))
-    total = sum(p[1] for p in parts)
+        parts.append(_Part("tool_use", n_tool, pieces, ends, text))
+    total = sum(p.tokens for p in parts)
     tokens = token_offsets(ttft * factor, profile.ms_per_token * factor, total, profile.jitter, rng)
     bounds: list[tuple[int, int]] = []
     delta_blocks: list[int] = []
     all_pieces: list[str] = []
     blocks: list[Block] = []
     start = 0
-    for index, (kind, n_block, pieces, ends, text) in enumerate(parts):
+    for index, part in enumerate(parts):
+        kind, n_block, pieces, text = part.kind, part.tokens, part.pieces, part.text
         previous = start
-        for piece, end in zip(pieces, ends, strict=True):
+        for piece, end in zip(pieces, part.ends, strict=True):
             bounds.append((previous, start + end))
             previous = start + end
             delta_blocks.append(index)
