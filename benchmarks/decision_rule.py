@@ -1,30 +1,28 @@
 """The plugin's regression rule, in the protocol of the project's simulation harness.
 
-Holds ``pytest_bedrock_latency.stats.SequentialRule`` (the rule the plugin gates releases
-with) to the same simulated CI runs as the reference rules of ``sim.py``::
+Holds the rule the gate decides with (``pytest_bedrock_latency.gate.build_rule``, which
+builds a ``stats.SequentialRule`` per metric exactly as the gate does, with the metric's
+shipped detect and estimator and the error share of a session with one gate) to the
+simulated CI runs of the reference harness ``sim.py``::
 
-    python3 /work/shared/bench/sim.py --plugin benchmarks/decision_rule.py:decide
-    python3 /work/shared/bench/sim.py --plugin benchmarks/decision_rule.py:decide \
-        --metric ttft --tol 1.25 --detect 1.5
-    python3 /work/shared/bench/sim.py --plugin benchmarks/decision_rule.py:decide \
-        --metric len --tol 1.15 --detect 1.3
+    python3 sim.py --plugin benchmarks/decision_rule.py:decide --designs paired
+    python3 sim.py --plugin benchmarks/decision_rule.py:decide_ttft --metric ttft --tol 1.25 \
+        --designs paired --ratios 1 1.1 1.25 1.4 1.5 1.7
+    python3 sim.py --plugin benchmarks/decision_rule.py:decide_tokens --metric len --tol 1.15 \
+        --designs paired --ratios 1 1.05 1.15 1.2 1.3 1.4
 
-Its ``PLUGIN`` rows must equal the ``F2 GS-CI`` rows (P(FAIL), E[N] and INC): the
-verdicts are computed by the same formulas on the same data stream.
+Protocol: ``decide(draw, budget, tol, paired=True, *, metric="ms_per_token")`` returns
+``(verdict, pairs used)``; ``draw(k)`` returns the next ``k`` (candidate, base) samples.
+``metric`` is one of ``"ms_per_token"``, ``"ttft_ms"``, ``"output_tokens"``; the harness
+cannot pass it, hence ``decide_ttft`` and ``decide_tokens``. The detect is the metric's
+own (``metrics.py``), never the harness's ``--detect``. The harness gives no stop reasons,
+so the token cap is invisible here (see ``benchmarks/rule_robustness.py`` for caps).
 
-Protocol: ``decide(draw, budget, tol, paired=True) -> (verdict, n_used)``; ``draw(k)``
-returns the next ``k`` (candidate, base) samples. The harness does not pass ``detect``: it
-is taken from ``$DECISION_RULE_DETECT`` if set, else from the harness's own ``DETECT``
-(the value of its ``--detect`` flag, read from the running ``sim.py``), else the rule's
-default ``tol * 1.2 / 1.1``.
-
-``paired=False`` uses Yuen's unpaired trimmed interval, as sim.py's F2 does.
+``paired=False`` uses Yuen's unpaired trimmed bounds (the gate itself always pairs).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,31 +30,29 @@ from pathlib import Path
 # Run from a clean checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pytest_bedrock_latency.stats import Decision, SequentialRule
+from pytest_bedrock_latency.gate import build_rule
+from pytest_bedrock_latency.metrics import by_key
+from pytest_bedrock_latency.stats import Decision
 
 Draw = Callable[[int], tuple[Sequence[float], Sequence[float]]]
-
-
-def _detect() -> float | None:
-    env = os.environ.get("DECISION_RULE_DETECT")
-    if env:
-        return float(env)
-    # sim.py sets its module-global DETECT from --detect (or tol * 1.2 / 1.1) before it
-    # calls the plugin; reading it keeps PLUGIN and F2 on the same early-PASS bound.
-    harness = sys.modules.get("__main__")
-    value = getattr(harness, "DETECT", None)
-    if isinstance(value, float) and math.isfinite(value) and hasattr(harness, "r_gs"):
-        return value
-    return None
 
 
 def _label(decision: Decision) -> str:
     return decision.verdict + ("-marginal" if decision.marginal else "")
 
 
-def decide(draw: Draw, budget: int, tol: float, paired: bool = True) -> tuple[str, int]:
-    """Run the plugin's sequential rule on one simulated CI run; return (verdict, pairs used)."""
-    rule = SequentialRule(tolerance=tol, detect=_detect(), budget=budget)
+def decide(
+    draw: Draw,
+    budget: int,
+    tol: float,
+    paired: bool = True,
+    *,
+    metric: str = "ms_per_token",
+    gates: int = 1,
+    confidence: float = 0.99,
+) -> tuple[str, int]:
+    """Run the gate's rule for ``metric`` on one simulated CI run: (verdict, pairs used)."""
+    rule = build_rule(by_key(metric), tol, budget, confidence=confidence, gates=gates)
     cand: list[float] = []
     base: list[float] = []
     for look in rule.schedule():
@@ -71,9 +67,17 @@ def decide(draw: Draw, budget: int, tol: float, paired: bool = True) -> tuple[st
     raise AssertionError("SequentialRule.decide always decides at the budget")  # pragma: no cover
 
 
+def decide_ttft(draw: Draw, budget: int, tol: float, paired: bool = True) -> tuple[str, int]:
+    """:func:`decide` for TTFT."""
+    return decide(draw, budget, tol, paired, metric="ttft_ms")
+
+
+def decide_tokens(draw: Draw, budget: int, tol: float, paired: bool = True) -> tuple[str, int]:
+    """:func:`decide` for output tokens."""
+    return decide(draw, budget, tol, paired, metric="output_tokens")
+
+
 if __name__ == "__main__":
     print(__doc__.split("\n\n")[0])
-    print("\nThis file is a plugin for the simulation harness, not a script.")
-    print("Run it through sim.py:\n")
-    print("    python3 /work/shared/bench/sim.py --plugin benchmarks/decision_rule.py:decide")
-    print("\n(see the module docstring for the TTFT and output-length runs).")
+    print("\nThis file is a plugin for the simulation harness, not a script; run it through")
+    print("sim.py as the module docstring shows.")

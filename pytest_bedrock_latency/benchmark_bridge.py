@@ -41,21 +41,12 @@ from typing import Any
 import pytest
 
 from .measurement import display_model
+from .metrics import GatedMetric, by_key
 from .results import TestResult
 
-
-@dataclass(frozen=True)
-class Metric:
-    key: str  # Generation / Sample field
-    group: str
-    scale: float  # multiply the measured value by this to get what is stored
-    unit: str
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("ms_per_token", "bedrock ms/token", 1e-3, "s"),
-    Metric("ttft_ms", "bedrock TTFT", 1e-3, "s"),
-    Metric("output_tokens", "bedrock output tokens (counts, not seconds)", 1.0, "tokens"),
+# the bridge's groups, in the order pytest-benchmark shows them
+METRICS: tuple[GatedMetric, ...] = tuple(
+    by_key(k) for k in ("ms_per_token", "ttft_ms", "output_tokens")
 )
 
 
@@ -66,7 +57,7 @@ class Series:
     nodeid: str
     model_id: str
     role: str
-    metric: Metric
+    metric: GatedMetric
     values: tuple[float, ...]
     calls: int
     pairs: int
@@ -153,7 +144,7 @@ def benchmark_metadata(results: Iterable[TestResult]) -> list[Any]:
         source = _Source(
             name=f"{_short(s.nodeid)}[{display_model(s.model_id)}]",
             fullname=f"{s.nodeid}::{s.metric.key}[{s.model_id}]",
-            group=s.metric.group,
+            group=s.metric.bench_group,
             param=display_model(s.model_id),
             params={"model": s.model_id},
             extra_info={
@@ -162,14 +153,14 @@ def benchmark_metadata(results: Iterable[TestResult]) -> list[Any]:
                 "model_id": s.model_id,
                 "role": s.role,
                 "metric": s.metric.key,
-                "unit": s.metric.unit,
+                "unit": s.metric.bench_unit,
                 "test_calls": s.calls,
                 "gate_pairs": s.pairs,
             },
         )
         metadata = Metadata(source, iterations=1, options={})  # type: ignore[no-untyped-call]
         for value in s.values:
-            metadata.update(value * s.metric.scale)  # type: ignore[no-untyped-call]
+            metadata.update(value * s.metric.bench_scale)  # type: ignore[no-untyped-call]
         entries.append(metadata)
     return entries
 

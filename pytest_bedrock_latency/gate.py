@@ -12,25 +12,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .measurement import display_model
+from .metrics import METRICS, GatedMetric
 from .prices import format_usd
 from .stats import Decision, Decomposition, SequentialRule, decompose, pairs_needed, percentile
 
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric the gate compares, with the marker argument that bounds it."""
-
-    key: str  # Generation field
-    label: str
-    argument: str  # RegressionGate field holding its tolerance
-    worse: str  # how the headline says the candidate is worse
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("output_tokens", "output tokens", "max_verbosity", "more verbose"),
-    Metric("ms_per_token", "ms/token", "max_slowdown", "slower per token"),
-    Metric("ttft_ms", "TTFT", "max_ttft_slowdown", "slower to the first token"),
-)
+CAP_STOP_REASONS = frozenset({"max_tokens", "length", "max_length", "model_length"})
+"""Stop reasons (lower-cased) of an answer cut off at its token cap, across model families."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +30,18 @@ class Sample:
     total_ms: float | None  # None for stored samples, which keep only what the gate compares
     stop_reason: str | None
     started_at: float
+    attempts: int = 1  # Bedrock attempts (1 + retries after throttling or errors)
+    retry_wait_ms: float = 0.0  # time the client waited between attempts
+
+    @property
+    def capped(self) -> bool:
+        """The answer stopped at its token cap (its length is censored)."""
+        return (self.stop_reason or "").lower() in CAP_STOP_REASONS
+
+    @property
+    def throttled(self) -> bool:
+        """The request met retries (429s): its latency includes a retry wait or a hot spell."""
+        return self.attempts > 1 or self.retry_wait_ms > 0.0
 
     def value(self, key: str) -> float | None:
         value = getattr(self, key)
@@ -81,10 +80,20 @@ class MetricVerdict:
     pairs_needed: int | None
     base_p50: float | None
     candidate_p50: float | None
+    lag1_autocorrelation: float | None = None
+    widened: float = 1.0
+    prompts: int = 0
+    candidate_cap_hits: int = 0
+    base_cap_hits: int = 0
+    not_measured: bool = False
 
     @classmethod
     def from_decision(
-        cls, metric: Metric, decision: Decision, base: Sequence[float], candidate: Sequence[float]
+        cls,
+        metric: GatedMetric,
+        decision: Decision,
+        base: Sequence[float],
+        candidate: Sequence[float],
     ) -> MetricVerdict:
         interval = decision.interval
         sd = interval.sd_log if math.isfinite(interval.sd_log) else None
@@ -105,17 +114,23 @@ class MetricVerdict:
             needed,
             percentile(base, 50) if base else None,
             percentile(candidate, 50) if candidate else None,
+            decision.lag1,
+            decision.widened,
+            decision.clusters,
+            decision.candidate_capped,
+            decision.base_capped,
         )
 
     @classmethod
-    def undecided(cls, metric: Metric, rule: SequentialRule, reason: str) -> MetricVerdict:
+    def unmeasured(cls, metric: GatedMetric, rule: SequentialRule, reason: str) -> MetricVerdict:
+        """A bounded metric the pairs could not measure: the gate fails on it."""
         return cls(
             metric.key,
             metric.label,
             rule.tolerance,
             rule.effective_detect(),
-            "undecided",
-            True,
+            "fail",
+            False,
             None,
             None,
             None,
@@ -125,6 +140,7 @@ class MetricVerdict:
             None,
             None,
             None,
+            not_measured=True,
         )
 
     @property
@@ -133,7 +149,7 @@ class MetricVerdict:
 
     def line(self, budget: int) -> str:
         if self.estimate is None or self.low is None or self.high is None:
-            return f"  {self.label:<14} not measured: {self.reason}"
+            return f"  {self.label:<14} FAIL not measured: {self.reason}"
         ratio = f"x{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
         if self.failed:
             bound = f"> {self.tolerance:.2f} allowed"
@@ -142,6 +158,18 @@ class MetricVerdict:
             bound = f"<= {self.tolerance:.2f}"
             status = "pass (marginal)" if self.marginal else "pass"
         text = f"  {self.label:<14} {ratio} {bound:<16} {status}"
+        if self.candidate_cap_hits or self.base_cap_hits:
+            text += (
+                f"; token cap hit by the candidate {self.candidate_cap_hits}x, "
+                f"the base {self.base_cap_hits}x"
+            )
+        if self.widened > 1.0 and self.lag1_autocorrelation is not None:
+            text += (
+                f"; interval widened x{self.widened:.2f} for serial correlation "
+                f"(lag-1 r {self.lag1_autocorrelation:.2f})"
+            )
+        if self.failed and not self.marginal:
+            text += f"\n    {self.reason}"
         if self.marginal and self.pairs_needed is not None and self.pairs_needed > budget:
             text += (
                 f"\n    too noisy for x{self.tolerance:.2f} at this budget: about {self.pairs_needed} pairs "
@@ -169,6 +197,11 @@ class RegressionResult:
     call_budget_exhausted: bool = False
     errors: tuple[str, ...] = ()
     decomposition: Decomposition | None = None
+    throttled_pairs: int = 0  # pairs that met retries: kept out of the latency metrics
+    concurrency: int = 1  # pairs in flight at once
+    confidence: float = 0.99  # the session's P(no false FAIL)
+    gates: int = 1  # gates of the session sharing that error rate
+    prompts: int = 0  # distinct requests the pairs were drawn over
     cost_usd: float | None = None  # the gate's own calls (warm-up included); None: no price
     unpriced_calls: int = 0  # gate calls left out of cost_usd (no price for their model)
     cost_budget_exhausted: bool = False
@@ -182,11 +215,7 @@ class RegressionResult:
 
     @property
     def failed(self) -> bool:
-        return (
-            bool(self.failing)
-            or not self.metrics
-            or all(m.verdict == "undecided" for m in self.metrics)
-        )
+        return bool(self.failing) or not self.metrics
 
     @property
     def marginal(self) -> bool:
@@ -215,10 +244,22 @@ class RegressionResult:
     def lines(self) -> list[str]:
         """The message: a headline, one line per metric, then the end-to-end split."""
         base = display_model(self.base) + (" (stored)" if self.stored else "")
-        worse = [next(x.worse for x in METRICS if x.key == m.key) for m in self.failing]
+        worse = [
+            next(x.worse for x in METRICS if x.key == m.key)
+            for m in self.failing
+            if not m.not_measured
+        ]
+        unmeasured = [m.label for m in self.failing if m.not_measured]
         candidate = display_model(self.candidate)
         if worse:
             head = f"bedrock_regression: candidate {candidate} is {' and '.join(worse)} than {base}"
+            if unmeasured:
+                head += f" ({', '.join(unmeasured)} not measured)"
+        elif unmeasured:
+            head = (
+                f"bedrock_regression: {', '.join(unmeasured)} not measured for candidate "
+                f"{candidate} against {base}"
+            )
         elif self.failed:
             head = f"bedrock_regression: no verdict for candidate {candidate} against {base}"
         else:
@@ -237,6 +278,11 @@ class RegressionResult:
             extra.append("marginal: cost budget exhausted (--bedrock-max-cost)")
         if self.dropped_pairs:
             extra.append(f"{self.dropped_pairs} pair(s) dropped after a failed request")
+        if self.throttled_pairs:
+            extra.append(
+                f"{self.throttled_pairs} throttled pair(s) kept out of the latency metrics"
+            )
+        extra.append(f"{self.prompts} prompt(s)")
         extra.append(
             f"{len(self.pairs)} pairs + {self.warmup_pairs} warm-up, base from {self.base_source}"
         )
@@ -275,18 +321,51 @@ class RegressionResult:
 
 
 @dataclass
+class MetricSeries:
+    """One metric's aligned pairs: the values, each pair's request and cap flags."""
+
+    candidate: list[float] = field(default_factory=list)
+    base: list[float] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    candidate_capped: list[bool] = field(default_factory=list)
+    base_capped: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.candidate)
+
+
+@dataclass
 class PairSeries:
-    """Per-metric aligned samples; a pair enters a metric only where both halves have it."""
+    """Per-metric aligned samples; a pair enters a metric only where both halves have it,
+    and a latency metric only when neither half met throttling."""
 
-    candidate: dict[str, list[float]] = field(default_factory=lambda: {m.key: [] for m in METRICS})
-    base: dict[str, list[float]] = field(default_factory=lambda: {m.key: [] for m in METRICS})
+    metrics: dict[str, MetricSeries] = field(
+        default_factory=lambda: {m.key: MetricSeries() for m in METRICS}
+    )
+    throttled: int = 0
 
-    def add(self, candidate: Sample, base: Sample) -> None:
+    @property
+    def candidate(self) -> dict[str, list[float]]:
+        return {k: s.candidate for k, s in self.metrics.items()}
+
+    @property
+    def base(self) -> dict[str, list[float]]:
+        return {k: s.base for k, s in self.metrics.items()}
+
+    def add(self, candidate: Sample, base: Sample, request: str = "") -> None:
+        throttled = candidate.throttled or base.throttled
+        self.throttled += throttled
         for m in METRICS:
+            if m.latency and throttled:
+                continue
             c, b = candidate.value(m.key), base.value(m.key)
             if c is not None and b is not None and c > 0 and b > 0:
-                self.candidate[m.key].append(c)
-                self.base[m.key].append(b)
+                series = self.metrics[m.key]
+                series.candidate.append(c)
+                series.base.append(b)
+                series.requests.append(request)
+                series.candidate_capped.append(candidate.capped)
+                series.base_capped.append(base.capped)
 
 
 def end_to_end_split(series: PairSeries) -> Decomposition | None:
@@ -308,3 +387,37 @@ def end_to_end_split(series: PairSeries) -> Decomposition | None:
         )
     except ValueError:
         return None
+
+
+GATED_METRICS = 3  # every gate decides all three metrics; the error share counts them
+
+
+def build_rule(
+    metric: GatedMetric,
+    tolerance: float,
+    budget: int,
+    *,
+    confidence: float = 0.99,
+    gates: int = 1,
+) -> SequentialRule:
+    """The sequential rule the gate decides ``metric`` with.
+
+    The session's false-FAIL rate ``1 - confidence`` is split evenly (Bonferroni) over the
+    session's ``gates`` and their three metrics: every FAIL needs the candidate
+    significantly worse than its base (a one-sided lower bound above 1) at level
+    ``(1 - confidence) / (3 * gates)``; at the budget, a metric with its own
+    ``budget_alpha`` uses that level divided by ``gates`` (if looser).
+    """
+    gates = max(1, gates)
+    error_alpha = (1.0 - confidence) / (GATED_METRICS * gates)
+    budget_alpha = None
+    if metric.budget_alpha is not None:
+        budget_alpha = max(error_alpha, metric.budget_alpha / gates)
+    return SequentialRule(
+        tolerance=tolerance,
+        detect=metric.detect_for(tolerance),
+        budget=budget,
+        estimator=metric.estimator,
+        error_alpha=error_alpha,
+        budget_alpha=budget_alpha,
+    )

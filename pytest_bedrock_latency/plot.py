@@ -17,12 +17,12 @@ import random
 import re
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .gate import MetricVerdict, RegressionResult
 from .measurement import display_model
+from .metrics import GatedMetric, by_key
 from .results import TestResult
 
 if TYPE_CHECKING:
@@ -39,17 +39,8 @@ class PlotUnavailable(RuntimeError):
     """matplotlib is not installed; the message is one line for the terminal."""
 
 
-@dataclass(frozen=True)
-class Panel:
-    key: str  # Sample field
-    title: str
-    unit: str
-
-
-PANELS: tuple[Panel, ...] = (
-    Panel("ms_per_token", "ms/token", "ms"),
-    Panel("ttft_ms", "time to first token", "ms"),
-    Panel("output_tokens", "output tokens", "tokens"),
+PANELS: tuple[GatedMetric, ...] = tuple(
+    by_key(k) for k in ("ms_per_token", "ttft_ms", "output_tokens")
 )
 
 
@@ -138,12 +129,18 @@ def _quartiles(values: Sequence[float]) -> tuple[float, float, float]:
 
 
 def _panel(
-    axes: Axes, panel: Panel, gate: RegressionResult, verdict: MetricVerdict | None, base_label: str
+    axes: Axes,
+    panel: GatedMetric,
+    gate: RegressionResult,
+    verdict: MetricVerdict | None,
+    base_label: str,
 ) -> None:
     base, candidate, pairs = _values(gate, panel.key)
     pooled = base + candidate
     text, failed = _verdict_text(verdict)
-    axes.set_title(f"{panel.title}\n{text}", fontsize=10, color=FAIL_COLOUR if failed else "black")
+    axes.set_title(
+        f"{panel.plot_title}\n{text}", fontsize=10, color=FAIL_COLOUR if failed else "black"
+    )
     axes.set_ylabel(panel.unit)
     axes.grid(axis="y", alpha=0.3)
     axes.set_xlim(-0.6, 1.6)

@@ -1,9 +1,10 @@
 """Drawing candidate/base pairs for ``bedrock_regression`` until every metric is decided.
 
 Protocol (statistics.md 5.4): the same request to both models back to back, in random
-order within the pair, on the same client settings; one warm-up pair discarded; looks at
-5/10/20/40 pairs; a failed request drops its pair (logged) and is never retried into the
-timing; up to ``concurrency`` pairs in flight.
+order within the pair, on the same client settings; one warm-up pair discarded; a look
+every 2 pairs from 6 on; a failed request drops its pair (logged) and is never retried
+into the timing; a pair that met throttling (retries) is kept out of the latency metrics
+and redrawn (counted); up to ``concurrency`` pairs in flight (default 1).
 
 :func:`run_gate` is the whole gate of one test: which model is the candidate, which
 requests to replay, a live base or stored samples (a :class:`BaseSide`), and what to
@@ -24,18 +25,20 @@ from . import __version__
 from .baseline_store import StoredRequest, StoredSample, request_key
 from .errors import BedrockCallError
 from .gate import (
-    METRICS,
+    MetricSeries,
     MetricVerdict,
     Pair,
     PairSeries,
     RegressionResult,
     Sample,
+    build_rule,
     end_to_end_split,
 )
 from .markers import RegressionGate
 from .measurement import CallRecord, Generation, display_model
+from .metrics import METRICS, GatedMetric
 from .results import Spend, total_cost, unpriced_calls
-from .stats import Decision, SequentialRule
+from .stats import Decision
 
 if TYPE_CHECKING:
     from .base_model import BaseChoice
@@ -158,6 +161,8 @@ def _sample(generation: Generation) -> Sample:
         generation.total_ms,
         generation.stop_reason,
         generation.started_at,
+        generation.attempts,
+        generation.retry_wait_ms,
     )
 
 
@@ -207,7 +212,7 @@ class BaseSide(Protocol):
         ...
 
     def sample(self, index: int, request: Request, replay: Replay) -> Sample:
-        """The base half of pair ``index`` for ``request``."""
+        """The base half of the ``index``-th pair drawn for ``request``."""
         ...
 
 
@@ -231,8 +236,9 @@ class LiveBase:
 
 
 class StoredBase:
-    """Stored base samples per request key, paired with the candidate's by index: sound for
-    verbosity, subject to drift for latency, and labelled "stored"."""
+    """Stored base samples per request key: the ``k``-th pair drawn for a request uses its
+    ``k``-th stored sample (cycling), so every stored sample is used. Sound for verbosity,
+    subject to drift for latency, and labelled "stored"."""
 
     stored = True
     calls_per_pair = 1
@@ -254,7 +260,13 @@ class StoredBase:
 
 
 class GateRun:
-    """One test's regression gate: pairs of candidate and ``base`` samples until decided."""
+    """One regression gate: pairs of candidate and ``base`` samples until decided.
+
+    Pairs are drawn over the requests in rounds: each round visits every request once,
+    in a fresh random order, so the pairs are spread evenly over the prompts and no
+    prompt's position in the sequence is fixed. ``confidence`` and ``gates`` give the
+    session's error rate and how many gates share it (see :func:`~.gate.build_rule`).
+    """
 
     def __init__(
         self,
@@ -270,6 +282,8 @@ class GateRun:
         reprice: Reprice | None = None,
         progress: Progress | None = None,
         rng: random.Random | None = None,
+        confidence: float = 0.99,
+        gates: int = 1,
     ) -> None:
         self.gate = gate
         self.budget = budget
@@ -282,10 +296,16 @@ class GateRun:
         self.reprice = reprice
         self.progress = progress
         self.rng = rng or random.Random()
+        self.confidence = confidence
+        self.gates = gates
         self.rules = {
-            m.key: SequentialRule(tolerance=float(getattr(gate, m.argument)), budget=budget)
+            m.key: build_rule(
+                m, float(getattr(gate, m.argument)), budget, confidence=confidence, gates=gates
+            )
             for m in METRICS
         }
+        self._round: list[Request] = []
+        self._seen: dict[str, int] = {}  # pairs drawn per request: the stored sample's index
         self.generations: list[Generation] = []  # every gate call, warm-up included (spend)
         self._lock = threading.Lock()
         self.cost_exhausted = False
@@ -320,11 +340,21 @@ class GateRun:
                 self._dearest[key] = max(self._dearest.get(key, 0.0), generation.cost_usd)
         return generation
 
+    def _next(self, requests: Sequence[Request]) -> tuple[Request, int]:
+        """The next request (a shuffled round over all of them) and how often it came before."""
+        if not self._round:
+            self._round = list(requests)
+            self.rng.shuffle(self._round)
+        request = self._round.pop()
+        index = self._seen.get(request.key, 0)
+        self._seen[request.key] = index + 1
+        return request, index
+
     def _pair(
-        self, index: int, requests: Sequence[Request], candidate_first: bool, spent: list[float]
+        self, request: Request, index: int, candidate_first: bool, spent: list[float]
     ) -> Pair:
-        """Pair ``index``; ``spent`` collects what its calls cost, even if one then fails."""
-        request = requests[index % len(requests)]
+        """The ``index``-th pair of ``request``; ``spent`` collects what its calls cost, even
+        if one then fails."""
 
         def replay(handle: ModelHandle, request: Request) -> Generation:
             generation = self._call(handle, request)
@@ -343,7 +373,8 @@ class GateRun:
     def _start(
         self,
         index: int,
-        requests: Sequence[Request],
+        request: Request,
+        occurrence: int,
         candidate_first: bool,
         estimate: float,
         finished: queue.SimpleQueue[tuple[int, Pair | BaseException]],
@@ -359,7 +390,7 @@ class GateRun:
             outcome: Pair | BaseException
             spent: list[float] = []
             try:
-                outcome = self._pair(index, requests, candidate_first, spent)
+                outcome = self._pair(request, occurrence, candidate_first, spent)
             except BaseException as error:  # handed to the gate's thread, which decides
                 outcome = error
             finally:
@@ -384,7 +415,8 @@ class GateRun:
         index, in_flight = start, 0
         while True:
             while not exhausted and in_flight < self.concurrency and index < start + count:
-                estimate = self._pair_estimate(requests[index % len(requests)])
+                request, occurrence = self._next(requests)
+                estimate = self._pair_estimate(request)
                 if not self.cost.take(estimate):
                     self.cost_exhausted = exhausted = True
                     break
@@ -392,7 +424,7 @@ class GateRun:
                     self.cost.settle(estimate, 0.0)
                     exhausted = True
                     break
-                self._start(index, requests, self.rng.random() < 0.5, estimate, finished)
+                self._start(index, request, occurrence, self.rng.random() < 0.5, estimate, finished)
                 index += 1
                 in_flight += 1
             if in_flight == 0:
@@ -422,33 +454,56 @@ class GateRun:
         decisions: dict[str, Decision] = {}
         exhausted = False
         warmup = 0
-        schedule = next(iter(self.rules.values())).schedule()
+        unmeasured: dict[str, str] = {}
+        looks = {key: rule.schedule()[0] for key, rule in self.rules.items()}
+        first_look = min(looks.values())
+        # Throttled and failed pairs are redrawn, up to twice the budget in all.
+        limit = 2 * self.budget
+        required = min(len({r.key for r in requests}), self.budget)
         if self.base.warmup_pairs:
             warm, warm_errors, exhausted = self._draw(0, self.base.warmup_pairs, requests)
             warmup = len(warm) + len(warm_errors)  # a capped gate may draw none
             errors.extend(f"warm-up: {e}" for e in warm_errors)
         drawn = 0
-        for look in schedule:
-            # Top up dropped pairs, but give up when failures outnumber the budget.
-            while not exhausted and len(pairs) < look and len(errors) <= self.budget:
-                batch, batch_errors, exhausted = self._draw(drawn, look - len(pairs), requests)
-                drawn += len(batch) + len(batch_errors)
-                errors.extend(batch_errors)
-                for pair in batch:
-                    pairs.append(pair)
-                    if pair.base is not None:
-                        series.add(pair.candidate, pair.base)
+        while not exhausted:
+            open_ = [m for m in METRICS if m.key not in decisions and m.key not in unmeasured]
+            if not open_ or drawn >= limit or len(errors) > self.budget:
+                break
+            need = min(looks[m.key] - len(series.metrics[m.key]) for m in open_)
+            batch, batch_errors, exhausted = self._draw(
+                drawn, max(1, min(need, limit - drawn)), requests
+            )
+            drawn += len(batch) + len(batch_errors)
+            errors.extend(batch_errors)
+            for pair in batch:
+                pairs.append(pair)
+                if pair.base is not None:
+                    series.add(pair.candidate, pair.base, pair.request)
             if self.progress is not None:
                 self.progress(len(pairs), self.budget)
-            self._decide(series, decisions)
-            if len(decisions) == len(METRICS) or exhausted or len(pairs) < look:
-                break
+            calm = len(pairs) - series.throttled
+            for metric in open_:
+                values = series.metrics[metric.key]
+                if not values and (calm if metric.latency else len(pairs)) >= first_look:
+                    # Nothing to compare after the first look's pairs: fail, stop sampling.
+                    unmeasured[metric.key] = _unmeasured_reason(metric, len(pairs))
+                elif len(values) >= looks[metric.key]:
+                    decision = self._decide(metric, values, required)
+                    if decision is not None:
+                        decisions[metric.key] = decision
+                    else:
+                        nxt = self.rules[metric.key].next_look(len(values))
+                        looks[metric.key] = nxt or len(values) + 1
         if self.cost_exhausted:
             reason = "cost budget exhausted"
+        elif exhausted:
+            reason = "call budget exhausted"
+        elif drawn >= limit or len(errors) > self.budget:
+            reason = "too many failed or throttled pairs"
         else:
-            reason = "call budget exhausted" if exhausted else "budget reached"
+            reason = "budget reached"
         spend = Spend.of(self.generations)
-        verdicts = self._verdicts(series, decisions, reason)
+        verdicts = self._verdicts(series, decisions, unmeasured, reason, len(pairs))
         return RegressionResult(
             candidate=self.candidate.model_id,
             base=self.base.model_id,
@@ -466,37 +521,64 @@ class GateRun:
             cost_usd=total_cost(spend),
             unpriced_calls=unpriced_calls(spend),
             cost_budget_exhausted=self.cost_exhausted,
+            throttled_pairs=series.throttled,
+            concurrency=self.concurrency,
+            confidence=self.confidence,
+            gates=self.gates,
+            prompts=len({p.request for p in pairs}),
         )
 
-    def _decide(self, series: PairSeries, decisions: dict[str, Decision]) -> None:
-        for metric in METRICS:
-            if metric.key in decisions:
-                continue  # frozen at its first decision
-            c, b = series.candidate[metric.key], series.base[metric.key]
-            decision = self.rules[metric.key].decide(c, b)
-            if decision is not None:
-                decisions[metric.key] = decision
+    def _decide(self, metric: GatedMetric, values: MetricSeries, required: int) -> Decision | None:
+        return self.rules[metric.key].decide(
+            values.candidate,
+            values.base,
+            clusters=values.requests,
+            candidate_capped=values.candidate_capped,
+            base_capped=values.base_capped,
+            required_clusters=required,
+        )
 
     def _verdicts(
-        self, series: PairSeries, decisions: dict[str, Decision], reason: str
+        self,
+        series: PairSeries,
+        decisions: dict[str, Decision],
+        unmeasured: dict[str, str],
+        reason: str,
+        pairs: int,
     ) -> tuple[MetricVerdict, ...]:
         out = []
         for metric in METRICS:
-            c, b = series.candidate[metric.key], series.base[metric.key]
+            values = series.metrics[metric.key]
             rule = self.rules[metric.key]
             decision = decisions.get(metric.key)
-            if decision is None and len(c) >= 2:
-                decision = rule.force(c, b, reason)
-            if decision is None:
-                why = "fewer than 2 usable pairs" + (
-                    " (needs streamed answers of 2+ tokens)"
-                    if metric.key != "output_tokens"
-                    else ""
+            if decision is None and metric.key not in unmeasured and len(values) >= 2:
+                decision = rule.force(
+                    values.candidate,
+                    values.base,
+                    reason,
+                    clusters=values.requests,
+                    candidate_capped=values.candidate_capped,
+                    base_capped=values.base_capped,
                 )
-                out.append(MetricVerdict.undecided(metric, rule, why))
+            if decision is None:
+                why = unmeasured.get(metric.key) or _unmeasured_reason(metric, pairs)
+                out.append(MetricVerdict.unmeasured(metric, rule, why))
             else:
-                out.append(MetricVerdict.from_decision(metric, decision, b, c))
+                out.append(
+                    MetricVerdict.from_decision(metric, decision, values.base, values.candidate)
+                )
         return tuple(out)
+
+
+def _unmeasured_reason(metric: GatedMetric, pairs: int) -> str:
+    """Why a bounded metric has no usable pairs, and the fix."""
+    if metric.key == "output_tokens":
+        return f"Bedrock reported no output token counts in {pairs} pair(s)"
+    need = "streamed answers of 2+ tokens" if metric.key == "ms_per_token" else "streamed answers"
+    return (
+        f"fewer than 2 of {pairs} pair(s) had {need} from both models without throttling; "
+        "stream the calls (ConverseStream, InvokeModelWithResponseStream) to gate it"
+    )
 
 
 def stored_entry(
@@ -575,8 +657,10 @@ def run_gate(
     cost: CostBudget | None = None,
     reprice: Reprice | None = None,
     progress: Progress | None = None,
+    gates: int = 1,
 ) -> GateOutcome:
-    """Run one test's ``bedrock_regression`` gate on the requests it made.
+    """Run one test's ``bedrock_regression`` gate on the requests it made (``gates``: how
+    many gates the session runs; they share its error rate).
 
     ``handle`` gives an unpublished handle on a model; ``keys_used`` collects the stored
     baseline keys the gate looks at (as it looks, so they count even if the gate breaks).
@@ -648,6 +732,8 @@ def run_gate(
         cost=cost,
         reprice=reprice,
         progress=progress,
+        confidence=settings.confidence,
+        gates=gates,
     )
     result = runner.run(requests)
     outcome = GateOutcome(

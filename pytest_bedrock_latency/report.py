@@ -20,6 +20,7 @@ from . import __version__
 from .atomicio import write_text_atomic
 from .gate import MetricVerdict
 from .measurement import display_model
+from .metrics import by_key as metric_named
 from .prices import format_usd
 from .results import Spend, TestResult, merge_spend, total_cost, unpriced_calls
 from .settings import Settings
@@ -160,7 +161,7 @@ class Report:
             by_key = {m.key: m for m in gate.metrics}
             for key in ("ms_per_token", "ttft_ms", "output_tokens"):
                 m = by_key[key]
-                digits = 0 if key == "output_tokens" else 1
+                digits = metric_named(key).digits
                 cells += [
                     f"{_num(m.candidate_p50, digits)} / {_num(m.base_p50, digits)}",
                     _ratio(m),

@@ -54,6 +54,7 @@ class BedrockSession:
         self.prices = self._load_prices(settings)
         self.collector = ResultCollector(settings, self.prices)
         self.current: TestRun | None = None
+        self.gates = 1  # regression gates of the session (they share its error rate)
         self._fault_mark = 0  # emulator faults already reported when the running test began
         self._instrumentation: Instrumentation | None = None
         self._call_budget: CallBudget | None = None
@@ -127,8 +128,11 @@ class BedrockSession:
     def validate(
         self, items: list[pytest.Item], deselect: Callable[[list[pytest.Item]], None]
     ) -> bool:
-        """Parse every item's markers (see :func:`~.run.validate_items`)."""
-        return validate_items(items, deselect, worker=self.worker)
+        """Parse every item's markers (see :func:`~.run.validate_items`) and count the gates
+        that share the session's error rate."""
+        wanted = validate_items(items, deselect, worker=self.worker)
+        self.gates = max(1, sum(1 for item in items if bounds_of(item).regression is not None))
+        return wanted
 
     @staticmethod
     def bounds(item: pytest.Item) -> TestBounds:
@@ -277,6 +281,7 @@ class BedrockSession:
             reprice=lambda generation, model_id: self.prices.cost_of(generation, region, model_id),
             # A worker has no terminal; its controller prints the verdict.
             progress=None if self.worker else gate_progress(item, self.verbosity),
+            gates=self.gates,
         )
         lines = run.keep_gate(outcome)
         self._say_if_over_cost(run)

@@ -146,6 +146,23 @@ def _policy(raw: str) -> str:
     return value
 
 
+def _confidence(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a probability such as 0.99, got {raw!r}") from None
+    if not 0.5 <= value <= 0.9999:
+        raise ValueError(f"must be between 0.5 and 0.9999 (e.g. 0.99), got {raw!r}")
+    return value
+
+
+def _group(raw: str) -> str:
+    name = raw.strip()
+    if not name or any(c in name for c in "[]\n"):
+        raise ValueError(f"a group name is non-empty text without brackets, got {raw!r}")
+    return name
+
+
 def _bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on"):
@@ -239,7 +256,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "regression_budget",
-        f"most pairs a bedrock_regression gate may draw per request (5 to {MAX_BUDGET})",
+        f"most pairs a bedrock_regression gate may draw (5 to {MAX_BUDGET})",
         parse=_budget,
         default=40,
         metavar="PAIRS",
@@ -253,10 +270,26 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "concurrency",
-        f"pairs in flight at once in a regression gate (at most {MAX_CONCURRENCY})",
+        "pairs in flight at once in a regression gate (default 1: more pairs in flight load "
+        f"the endpoints the gate measures; at most {MAX_CONCURRENCY})",
         parse=_at_most(_positive_int, MAX_CONCURRENCY),
-        default=4,
+        default=1,
         metavar="N",
+    ),
+    Option(
+        "confidence",
+        "the session's chance of no false FAIL of a regression gate, shared by all its gates "
+        "(0.5 to 0.9999)",
+        parse=_confidence,
+        default=0.99,
+        metavar="P",
+    ),
+    Option(
+        "regression_group",
+        "pool every bedrock_regression test without a group of its own into this group: one "
+        "verdict over all their requests",
+        parse=_group,
+        metavar="NAME",
     ),
     Option(
         "update_baseline",
@@ -330,7 +363,9 @@ class Settings:
     latency_scale: float = 1.0
     regression_budget: int = 40
     regression_policy: str = "strict"
-    concurrency: int = 4
+    concurrency: int = 1
+    confidence: float = 0.99
+    regression_group: str | None = None
     update_baseline: bool = False
     baseline_file: Path | None = None
     max_calls: int | None = None
@@ -417,6 +452,7 @@ class TestSettings:
     regression_budget: int
     regression_policy: str
     concurrency: int
+    confidence: float = 0.99
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -431,6 +467,7 @@ class TestSettings:
             regression_budget=effective(gate.budget if gate else None, settings.regression_budget),
             regression_policy=effective(gate.policy if gate else None, settings.regression_policy),
             concurrency=settings.concurrency,
+            confidence=settings.confidence,
         )
 
 

@@ -373,6 +373,12 @@ def _log_interval_unpaired(
     """Yuen's two-sample trimmed t on the logs with Welch df (sim.py's unpaired ``trim_t``)."""
     _check_confidence(confidence)
     lc, lb = _positive_logs(candidate, "candidate"), _positive_logs(base, "base")
+    return _log_interval_unpaired_logs(lc, lb, confidence, trim)
+
+
+def _log_interval_unpaired_logs(
+    lc: list[float], lb: list[float], confidence: float, trim: float = 0.2
+) -> _LogInterval:
     if min(len(lc), len(lb)) < 2:
         raise ValueError(
             f"need at least 2 values per side, got {len(lc)} and {len(lb)}: the spread cannot "
@@ -443,6 +449,131 @@ def unpaired_log_ratio_interval(
 # ---------------------------------------------------------------------------
 # the sequential decision rule
 # ---------------------------------------------------------------------------
+Estimator = Literal["hodges-lehmann", "ratio-of-means"]
+ESTIMATORS: tuple[str, ...] = ("hodges-lehmann", "ratio-of-means")
+
+_EXACT_SIGNED_RANK_MAX_N = 120
+# Widen for serial correlation when the lag-1 autocorrelation exceeds this many of its
+# standard errors under independence (1/sqrt(n)): 16% of independent runs are widened.
+_SERIAL_Z = 1.0  # exact null law up to here (O(n^3) integers), normal beyond
+
+
+@functools.lru_cache(maxsize=256)
+def _signed_rank_cdf(n: int) -> tuple[float, ...]:
+    """``P(W+ <= w)`` for ``w = 0 .. n(n+1)/2`` under the null (exact, continuous data)."""
+    top = n * (n + 1) // 2
+    counts = [0] * (top + 1)
+    counts[0] = 1
+    for k in range(1, n + 1):
+        # the number of subsets of {1..k} with rank sum w, updated in place from the top
+        for w in range(top, k - 1, -1):
+            counts[w] += counts[w - k]
+    total = 2**n
+    out: list[float] = []
+    running = 0
+    for c in counts:
+        running += c
+        out.append(running / total)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def signed_rank_cut(n: int, alpha: float) -> int:
+    """How many Walsh averages a one-sided ``1 - alpha`` signed-rank bound cuts off.
+
+    The largest ``k`` with ``P(W+ <= k - 1) <= alpha`` under the null law of Wilcoxon's
+    signed-rank statistic ``W+`` for ``n`` pairs: the ``k``-th smallest of the
+    ``n(n+1)/2`` Walsh averages is then a lower confidence bound of the centre of
+    symmetry at level ``1 - alpha`` (exact for continuous data symmetric about it), and
+    the ``k``-th largest an upper one. 0 means no bound exists at this level (too few
+    pairs: at ``n = 6`` the smallest attainable level is ``1/64``). Exact up to
+    120 pairs, the normal approximation beyond.
+    """
+    if n < 1:
+        return 0
+    if n > _EXACT_SIGNED_RANK_MAX_N:
+        top = n * (n + 1) / 2.0
+        sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+        return max(0, math.floor(top / 2.0 + NormalDist().inv_cdf(alpha) * sd + 0.5))
+    cdf = _signed_rank_cdf(n)
+    k = 0
+    while k < len(cdf) and cdf[k] <= alpha:
+        k += 1
+    return k
+
+
+def lag1_autocorrelation(values: Sequence[float]) -> float | None:
+    """Lag-1 autocorrelation of ``values`` in the order given; ``None`` below 3 values or
+    when they do not vary.
+
+    The gate computes it on the per-pair log ratios in the order the pairs were drawn: a
+    high value means consecutive pairs share slow or fast spells that the pairing does not
+    cancel, so the pairs carry less information than their number says.
+    """
+    xs = [float(v) for v in values]
+    n = len(xs)
+    if n < 3:
+        return None
+    m = math.fsum(xs) / n
+    den = math.fsum((x - m) ** 2 for x in xs)
+    if den <= 0.0:
+        return None
+    return math.fsum((xs[i] - m) * (xs[i + 1] - m) for i in range(n - 1)) / den
+
+
+def _binomial_upper_tail(k: int, n: int) -> float:
+    """``P(X >= k)`` for ``X ~ Binomial(n, 1/2)`` (exact)."""
+    if k <= 0:
+        return 1.0
+    return math.fsum(math.comb(n, i) for i in range(k, n + 1)) / 2.0**n
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one look computed, on the log scale (the rule compares these exact values).
+
+    Attributes:
+        estimate: ``ln`` of the ratio estimate.
+        low: one-sided ``1 - fail_alpha`` lower bound (a FAIL needs it above the
+            tolerance), ``-inf`` if none exists.
+        significance: one-sided ``1 - error_alpha`` lower bound (a FAIL needs it above 0:
+            the candidate significantly worse than its base at the session's error share).
+        budget_significance: the same at ``budget_alpha``, for a FAIL at the budget.
+        high: one-sided upper confidence bound (the PASS side), ``inf`` if none exists.
+        n: pairs.
+        sd_log: sd of the per-pair log ratios (``nan`` below 2 pairs).
+        lag1: lag-1 autocorrelation of the per-pair log ratios in draw order.
+        widened: the bounds were widened for serial correlation by this factor (1.0: not).
+        clusters: distinct requests (prompts) among the pairs.
+        candidate_capped: pairs whose candidate answer stopped at the token cap.
+        base_capped: pairs whose base answer stopped at the token cap.
+        degenerate: the bounds have no width (ties): no PASS may rest on them.
+    """
+
+    estimate: float
+    low: float
+    significance: float
+    budget_significance: float
+    high: float
+    n: int
+    sd_log: float
+    lag1: float | None
+    widened: float
+    clusters: int
+    candidate_capped: int
+    base_capped: int
+    degenerate: bool
+
+    def ratio(self) -> Interval:
+        return Interval(
+            estimate=math.exp(self.estimate),
+            low=math.exp(self.low) if math.isfinite(self.low) else 0.0,
+            high=math.exp(self.high) if math.isfinite(self.high) else math.inf,
+            n=self.n,
+            sd_log=self.sd_log,
+        )
+
+
 @dataclass(frozen=True)
 class Decision:
     """Verdict of :class:`SequentialRule` for one metric.
@@ -451,10 +582,17 @@ class Decision:
         verdict: ``"fail"`` if the candidate is judged worse than ``tolerance``, else ``"pass"``.
         marginal: the data did not settle the question: the verdict was taken by the point
             estimate, at the pair budget or because :meth:`SequentialRule.force` was called.
-        interval: the ratio estimate and interval the verdict was decided on.
+        interval: the ratio estimate with its one-sided bounds: ``low`` the lower bound a
+            FAIL needs above ``tolerance``, ``high`` the upper bound a PASS needs below
+            ``detect``.
         tolerance: the fail line (ratio).
-        detect: the ratio a regression must be caught at (early PASS needs ``high < detect``).
+        detect: the ratio a regression must be caught at.
         reason: short human phrase, e.g. ``"lower bound 1.14 > 1.10"``.
+        lag1: lag-1 autocorrelation of the per-pair log ratios (draw order), if defined.
+        widened: factor the bounds were widened by for serial correlation (1.0: not).
+        clusters: distinct requests among the pairs.
+        candidate_capped: pairs whose candidate answer stopped at the token cap.
+        base_capped: pairs whose base answer stopped at the token cap.
     """
 
     verdict: Verdict
@@ -463,6 +601,11 @@ class Decision:
     tolerance: float
     detect: float
     reason: str
+    lag1: float | None = None
+    widened: float = 1.0
+    clusters: int = 0
+    candidate_capped: int = 0
+    base_capped: int = 0
 
 
 def _fmt_pair(a: float, b: float) -> tuple[str, str]:
@@ -474,46 +617,91 @@ def _fmt_pair(a: float, b: float) -> tuple[str, str]:
     return sa, sb
 
 
-_DEFAULT_LOOKS: tuple[int, ...] = (5, 10, 20, 40)
+def _flags(values: Sequence[bool] | None, n: int, what: str) -> list[bool]:
+    if values is None:
+        return [False] * n
+    flags = [bool(v) for v in values]
+    if len(flags) != n:
+        raise ValueError(f"{what}: one flag per pair expected, got {len(flags)} for {n} pairs")
+    return flags
 
 
 @dataclass(frozen=True)
 class SequentialRule:
-    """The three-way group-sequential "F2 GS-CI" rule on paired log ratios.
+    """The three-way sequential rule of the regression gate, for one metric.
 
-    Collect pairs up to each look of :meth:`schedule` and call :meth:`decide` with all pairs
-    so far; ``None`` means "sample more pairs". At each look before the budget:
+    Collect pairs up to each look of :meth:`schedule` (6, 8, 10, ... pairs, then the
+    budget) and call :meth:`decide` with all pairs so far; ``None`` means "sample more".
 
-    * FAIL if the lower confidence bound > ``tolerance`` and ``n >= min_fail_pairs``
-      (no early FAIL on 5 pairs: too few for a trustworthy spread);
-    * PASS if the upper bound < ``detect`` and the estimate <= ``tolerance``;
+    The estimate of the ratio candidate/base depends on ``estimator``:
 
-    At the budget (the last look) the verdict is FAIL iff the estimate > ``tolerance``,
-    flagged ``marginal`` as in sim.py's F2 (so the published marginal/lenient rates hold);
-    the reason says when the interval would have been conclusive anyway.
+    * ``"hodges-lehmann"`` (latency): on ``d_i = ln c_i - ln b_i``, the median of the
+      Walsh averages ``(d_i + d_j) / 2``, with exact Wilcoxon signed-rank bounds (order
+      statistics of the Walsh averages). Distribution-free for any continuous ``d``
+      symmetric about ``ln(ratio)``, which random order within a back-to-back pair and a
+      change of scale give; 3% of requests 2-5x slow barely move it.
+    * ``"ratio-of-means"`` (output tokens): the ratio of mean tokens over the same
+      prompts (each prompt weighted equally), what users pay for, with a t bound on
+      the delta-method standard error clustered by prompt (``clusters``). An early PASS
+      needs every one of ``required_clusters`` prompts seen and the token cap not binding
+      on the candidate (more than 5% of its answers at the cap); verbosity FAILs early
+      also when the candidate stops at the cap significantly more often than the base
+      (exact sign test on the pairs where only one of them did).
 
-    Measured with the defaults on ms/token-like noise (CV 20%, half the log-variance shared
-    within a pair, 3% of requests 2-5x slow): false FAIL 0.5% at ratio 1.00, 8.5% at 1.05,
-    power 93.6% at 1.20, on average 14.7 pairs when nothing changed (statistics.md 5.1).
+    At each look before the budget:
+
+    * FAIL if ``n >= min_fail_pairs`` and the one-sided ``1 - fail_alpha`` lower bound
+      is above ``ln(tolerance)``;
+    * PASS if the one-sided upper bound (``1 - pass_alpha_early`` up to ``early_until``
+      pairs, ``1 - pass_alpha`` after) is below ``ln(detect)``, the estimate is at most
+      ``ln(tolerance)`` and the bounds have width (a zero or degenerate spread, e.g.
+      tied token counts, never passes);
+    * otherwise sample more.
+
+    For latency, when the lag-1 autocorrelation ``r`` of the per-pair log ratios (in draw
+    order) exceeds ``1 / sqrt(n)`` (16% of the time without serial correlation), all
+    bounds are widened about the estimate by ``sqrt((1 + r) / (1 - r))``, the variance
+    inflation of a mean under AR(1) correlation (``r`` capped at 0.8). Verbosity pairs
+    visit prompts in random order, so there it is only reported.
+
+    Every FAIL also needs the candidate significantly worse than its base: a one-sided
+    ``1 - error_alpha`` lower bound above 1 (``budget_alpha`` at the budget, if set). The
+    gate sets ``error_alpha`` to its share of the session's false-FAIL rate.
+
+    At the budget the verdict is FAIL iff the estimate > ``tolerance`` (and significantly
+    above 1), flagged ``marginal``.
 
     Attributes:
         tolerance: fail line as a ratio (e.g. 1.10 = 10% worse); at least 1.0.
         detect: ratio that must be caught with high power; ``None`` means
-            ``round(tolerance * 1.2 / 1.1, 4)`` (1.20 for 1.10; sim.py's default).
+            ``round(tolerance * 1.2 / 1.1, 4)``. The gate passes each metric's own.
         budget: maximum number of pairs; the last look.
-        looks: interim looks (pairs); those below ``budget`` are used, then ``budget``.
+        estimator: ``"hodges-lehmann"`` or ``"ratio-of-means"``.
+        first_look: pairs at the first look.
+        look_every: pairs between looks.
         min_fail_pairs: no FAIL on a confidence bound before this many pairs.
-        confidence: two-sided confidence level of the interval.
-        trim: fraction trimmed from each end for the trimmed mean.
+        fail_alpha: one-sided error level of the FAIL bound (the gate splits the
+            session's error rate over its gates and metrics).
+        pass_alpha_early: one-sided level of the PASS bound up to ``early_until`` pairs.
+        pass_alpha: one-sided level of the PASS bound after ``early_until`` pairs.
+        early_until: see ``pass_alpha_early``.
+        widen_serial: widen the bounds when the lag-1 autocorrelation is high.
     """
 
     tolerance: float
     detect: float | None = None
     budget: int = 40
-    looks: tuple[int, ...] = _DEFAULT_LOOKS
+    estimator: Estimator = "hodges-lehmann"
+    first_look: int = 6
+    look_every: int = 2
     min_fail_pairs: int = 10
-    confidence: float = 0.95
-    trim: float = 0.2
+    fail_alpha: float = 0.025
+    error_alpha: float = 0.01 / 3
+    pass_alpha_early: float = 0.025
+    pass_alpha: float = 0.01
+    early_until: int = 12
+    budget_alpha: float | None = None
+    widen_serial: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.tolerance) and self.tolerance >= 1.0):
@@ -528,38 +716,38 @@ class SequentialRule:
                 f"detect must be greater than tolerance ({self.tolerance}), got {self.detect!r}: "
                 "an early PASS needs room between the fail line and the ratio to catch"
             )
-        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 2:
+        for name in ("budget", "first_look", "look_every", "min_fail_pairs", "early_until"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.budget < 2:
             raise ValueError(
-                "budget must be an integer >= 2 pairs (one pair has no spread), "
-                f"got {self.budget!r}"
+                f"budget must be at least 2 pairs (one pair has no spread), got {self.budget!r}"
             )
-        if any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in self.looks):
-            raise ValueError(f"looks must be positive integers, got {self.looks!r}")
-        if any(b <= a for a, b in zip(self.looks, self.looks[1:], strict=False)):
-            raise ValueError(f"looks must be strictly increasing, got {self.looks!r}")
-        if (
-            isinstance(self.min_fail_pairs, bool)
-            or not isinstance(self.min_fail_pairs, int)
-            or self.min_fail_pairs < 2
-        ):
-            raise ValueError(f"min_fail_pairs must be an integer >= 2, got {self.min_fail_pairs!r}")
-        _check_confidence(self.confidence)
-        if not 0.0 <= self.trim < 0.5:
-            raise ValueError(f"trim must be in [0, 0.5), got {self.trim!r}")
+        if self.min_fail_pairs < 2:
+            raise ValueError(f"min_fail_pairs must be >= 2, got {self.min_fail_pairs!r}")
+        for name in ("fail_alpha", "error_alpha", "budget_alpha", "pass_alpha_early", "pass_alpha"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not 0.0 < value < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {value!r}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(
+                f"estimator must be one of {', '.join(ESTIMATORS)}, got {self.estimator!r}"
+            )
 
     def effective_detect(self) -> float:
         """``detect``, or its default ``round(tolerance * 1.2 / 1.1, 4)`` (1.20 at 1.10)."""
         if self.detect is not None:
             return self.detect
-        # rounded like sim.py so that 1.10 gives exactly 1.2 rather than 1.2000000000000002
         return round(self.tolerance * 1.2 / 1.1, 4)
 
     def schedule(self) -> tuple[int, ...]:
-        """Pair counts at which to call :meth:`decide`: the looks below the budget, then the budget.
-
-        E.g. budget 40 -> (5, 10, 20, 40); 30 -> (5, 10, 20, 30); 8 -> (5, 8).
-        """
-        return (*tuple(x for x in self.looks if x < self.budget), self.budget)
+        """Pair counts at which to call :meth:`decide`: every ``look_every`` pairs from
+        ``first_look`` below the budget, then the budget (40 -> 6, 8, ..., 38, 40)."""
+        looks = range(max(2, self.first_look), self.budget, self.look_every)
+        return (*looks, self.budget)
 
     def next_look(self, n: int) -> int | None:
         """The first look strictly after ``n`` pairs, or ``None`` once ``n >= budget``."""
@@ -568,77 +756,237 @@ class SequentialRule:
                 return look
         return None
 
-    def _interval(
-        self, candidate: Sequence[float], base: Sequence[float], paired: bool
-    ) -> _LogInterval:
-        if paired:
-            return _log_interval(candidate, base, self.trim, self.confidence)
-        return _log_interval_unpaired(candidate, base, self.trim, self.confidence)
+    def _budget_alpha(self) -> float:
+        return self.error_alpha if self.budget_alpha is None else self.budget_alpha
 
-    def _decision(
-        self, li: _LogInterval, verdict: Verdict, marginal: bool, reason: str
-    ) -> Decision:
-        return Decision(
-            verdict=verdict,
-            marginal=marginal,
-            interval=li.ratio(),
-            tolerance=self.tolerance,
-            detect=self.effective_detect(),
-            reason=reason,
-        )
+    def _pass_alpha(self, n: int) -> float:
+        return self.pass_alpha_early if n <= self.early_until else self.pass_alpha
 
-    def _conclusive(self, li: _LogInterval) -> Decision | None:
-        """The interim test on the log scale (compared exactly as sim.py's r_gs does)."""
-        ln_tol = math.log(self.tolerance)
-        detect = self.effective_detect()
-        ratio = li.ratio()
-        if li.low > ln_tol and li.n >= self.min_fail_pairs:
-            lo, tol = _fmt_pair(ratio.low, self.tolerance)
-            return self._decision(li, "fail", False, f"lower bound {lo} > {tol}")
-        if li.high < math.log(detect) and li.estimate <= ln_tol:
-            hi, det = _fmt_pair(ratio.high, detect)
-            return self._decision(li, "pass", False, f"upper bound {hi} < detect {det}")
-        return None
-
-    def _by_estimate(self, li: _LogInterval, prefix: str) -> Decision:
-        est, tol = _fmt_pair(li.ratio().estimate, self.tolerance)
-        if li.estimate > math.log(self.tolerance):
-            return self._decision(li, "fail", True, f"{prefix}: estimate {est} > {tol}")
-        return self._decision(li, "pass", True, f"{prefix}: estimate {est} <= {tol}")
-
-    def decide(
-        self, candidate: Sequence[float], base: Sequence[float], *, paired: bool = True
-    ) -> Decision | None:
-        """Decide on all pairs collected so far, or return ``None`` to sample more.
-
-        Call it at the looks of :meth:`schedule` only: every extra look spends false-alarm
-        probability, and the documented error rates assume these looks. With fewer than 2
-        pairs it returns ``None``. From ``budget`` pairs on it always decides, by the point
-        estimate, flagged ``marginal`` (the reason notes a conclusive interval).
-
-        ``paired=False`` switches to Yuen's unpaired interval (same thresholds).
+    # -- evidence --------------------------------------------------------------------------
+    def evidence(
+        self,
+        candidate: Sequence[float],
+        base: Sequence[float],
+        *,
+        clusters: Sequence[str] | None = None,
+        candidate_capped: Sequence[bool] | None = None,
+        base_capped: Sequence[bool] | None = None,
+        paired: bool = True,
+    ) -> Evidence:
+        """The estimate and bounds at ``n = len(candidate)`` pairs (see the class docstring).
 
         Raises:
-            ValueError: unequal lengths when paired, or a non-positive value.
+            ValueError: unequal lengths when paired, fewer than 2 pairs, a value that is
+                not positive and finite, or flags / clusters not one per pair.
         """
         if paired and len(candidate) != len(base):
             raise ValueError(
                 f"candidate and base must be paired (same length), got {len(candidate)} and "
-                f"{len(base)}"
+                f"{len(base)}; drop both halves of a failed pair"
             )
         n = min(len(candidate), len(base))
-        if n < 2 and n < self.budget:
+        if n < 2:
+            raise ValueError(f"need at least 2 pairs for a bound, got {n}")
+        lc, lb = _positive_logs(candidate, "candidate"), _positive_logs(base, "base")
+        capped_c = _flags(candidate_capped, len(lc), "candidate_capped")
+        capped_b = _flags(base_capped, len(lb), "base_capped")
+        keys = list(clusters) if clusters is not None else [str(i) for i in range(n)]
+        if paired and len(keys) != n:
+            raise ValueError(f"clusters: one key per pair expected, got {len(keys)} for {n}")
+        if not paired:
+            return self._unpaired(lc, lb, n)
+        d = [c - b for c, b in zip(lc, lb, strict=True)]
+        a_pass = self._pass_alpha(n)
+        if self.estimator == "hodges-lehmann":
+            est, low, sig, bsig, high = _hodges_lehmann(
+                d, (self.fail_alpha, self.error_alpha, self._budget_alpha()), a_pass
+            )
+        else:
+            # A capped answer is censored (its length is at least the cap): such pairs are
+            # left out of the mean ratio and judged by the cap-hit counts instead.
+            kept = [i for i in range(n) if not (capped_c[i] or capped_b[i])]
+            if len(kept) >= 2:
+                est, low, sig, bsig, high = _ratio_of_means(
+                    [float(candidate[i]) for i in kept],
+                    [float(base[i]) for i in kept],
+                    [keys[i] for i in kept],
+                    (self.fail_alpha, self.error_alpha, self._budget_alpha()),
+                    a_pass,
+                )
+            else:
+                est, low, sig, bsig, high = 0.0, -math.inf, -math.inf, -math.inf, math.inf
+        r1 = lag1_autocorrelation(d)
+        factor = 1.0
+        serial = self.widen_serial and self.estimator == "hodges-lehmann"
+        if serial and r1 is not None and r1 > _SERIAL_Z / math.sqrt(n):
+            r = min(r1, 0.8)
+            factor = math.sqrt((1.0 + r) / (1.0 - r))
+            low = est - factor * (est - low)
+            sig = est - factor * (est - sig)
+            bsig = est - factor * (est - bsig)
+            high = est + factor * (high - est)
+        return Evidence(
+            estimate=est,
+            low=low,
+            significance=sig,
+            budget_significance=bsig,
+            high=high,
+            n=n,
+            sd_log=_sample_sd(d),
+            lag1=r1,
+            widened=factor,
+            clusters=len(set(keys)),
+            candidate_capped=sum(capped_c),
+            base_capped=sum(capped_b),
+            degenerate=not high > low,
+        )
+
+    def _unpaired(self, lc: list[float], lb: list[float], n: int) -> Evidence:
+        """Yuen's trimmed two-sample bounds (no pairing: only for the simulation harness)."""
+        lo = _log_interval_unpaired_logs(lc, lb, 1.0 - 2.0 * self.fail_alpha)
+        sig = _log_interval_unpaired_logs(lc, lb, 1.0 - 2.0 * self.error_alpha)
+        bsig = _log_interval_unpaired_logs(lc, lb, 1.0 - 2.0 * self._budget_alpha())
+        hi = _log_interval_unpaired_logs(lc, lb, 1.0 - 2.0 * self._pass_alpha(n))
+        return Evidence(
+            lo.estimate,
+            lo.low,
+            sig.low,
+            bsig.low,
+            hi.high,
+            n,
+            lo.sd_log,
+            None,
+            1.0,
+            n,
+            0,
+            0,
+            not hi.high > lo.low,
+        )
+
+    # -- verdicts --------------------------------------------------------------------------
+    def _decision(self, ev: Evidence, verdict: Verdict, marginal: bool, reason: str) -> Decision:
+        return Decision(
+            verdict=verdict,
+            marginal=marginal,
+            interval=ev.ratio(),
+            tolerance=self.tolerance,
+            detect=self.effective_detect(),
+            reason=reason,
+            lag1=ev.lag1,
+            widened=ev.widened,
+            clusters=ev.clusters,
+            candidate_capped=ev.candidate_capped,
+            base_capped=ev.base_capped,
+        )
+
+    def _cap_fail(self, ev: Evidence, capped_c: list[bool], capped_b: list[bool]) -> str | None:
+        only_c = sum(1 for c, b in zip(capped_c, capped_b, strict=False) if c and not b)
+        only_b = sum(1 for c, b in zip(capped_c, capped_b, strict=False) if b and not c)
+        tail = _binomial_upper_tail(only_c, only_c + only_b)
+        if only_c > only_b and tail <= min(self.fail_alpha, self.error_alpha):
+            return (
+                f"candidate stopped at the token cap in {ev.candidate_capped} of {ev.n} pairs, "
+                f"the base in {ev.base_capped}"
+            )
+        return None
+
+    def caps_bind(self, ev: Evidence) -> bool:
+        """More than 5% of the candidate's answers stopped at the token cap: its verbosity
+        is then not measured well enough for an early PASS."""
+        return ev.candidate_capped > 0.05 * ev.n
+
+    def _conclusive(
+        self,
+        ev: Evidence,
+        capped_c: list[bool],
+        capped_b: list[bool],
+        required_clusters: int,
+    ) -> Decision | None:
+        ln_tol = math.log(self.tolerance)
+        detect = self.effective_detect()
+        ratio = ev.ratio()
+        if ev.n >= self.min_fail_pairs:
+            if ev.low > ln_tol and ev.significance > 0.0:
+                lo, tol = _fmt_pair(ratio.low, self.tolerance)
+                return self._decision(ev, "fail", False, f"lower bound {lo} > {tol}")
+            if self.estimator == "ratio-of-means":
+                cap_reason = self._cap_fail(ev, capped_c, capped_b)
+                if cap_reason is not None:
+                    return self._decision(ev, "fail", False, cap_reason)
+        if ev.degenerate or ev.high >= math.log(detect) or ev.estimate > ln_tol:
             return None
-        li = self._interval(candidate, base, paired)
-        decision = self._conclusive(li)
+        if self.estimator == "ratio-of-means" and (
+            ev.clusters < min(required_clusters, self.budget) or self.caps_bind(ev)
+        ):
+            return None
+        hi, det = _fmt_pair(ratio.high, detect)
+        return self._decision(ev, "pass", False, f"upper bound {hi} < detect {det}")
+
+    def _by_estimate(self, ev: Evidence, prefix: str, *, significance: bool = True) -> Decision:
+        est, tol = _fmt_pair(ev.ratio().estimate, self.tolerance)
+        note = ""
+        if self.estimator == "ratio-of-means" and self.caps_bind(ev):
+            note = f"; the token cap binds on {ev.candidate_capped} of {ev.n} candidate answers"
+        if ev.estimate <= math.log(self.tolerance):
+            return self._decision(ev, "pass", True, f"{prefix}: estimate {est} <= {tol}{note}")
+        if ev.budget_significance > 0.0 or not significance:
+            return self._decision(ev, "fail", True, f"{prefix}: estimate {est} > {tol}{note}")
+        # Above the line but not significantly worse than the base at all: a FAIL here
+        # would be a coin toss whose error rate grows with every gate of the session.
+        sig = ev.budget_significance
+        low = f"{math.exp(sig):.2f}" if math.isfinite(sig) else "0"
+        return self._decision(
+            ev,
+            "pass",
+            True,
+            f"{prefix}: estimate {est} > {tol} but not significantly above 1 "
+            f"(lower bound {low}){note}",
+        )
+
+    def decide(
+        self,
+        candidate: Sequence[float],
+        base: Sequence[float],
+        *,
+        clusters: Sequence[str] | None = None,
+        candidate_capped: Sequence[bool] | None = None,
+        base_capped: Sequence[bool] | None = None,
+        required_clusters: int = 0,
+        paired: bool = True,
+    ) -> Decision | None:
+        """Decide on all pairs collected so far, or return ``None`` to sample more.
+
+        Call it at the looks of :meth:`schedule` only: the documented error rates assume
+        these looks. ``clusters`` gives each pair's request (prompt) key,
+        ``candidate_capped`` / ``base_capped`` whether each half stopped at the token cap,
+        and ``required_clusters`` how many distinct requests an early verbosity PASS must
+        have seen. From ``budget`` pairs on it always decides, by the point estimate,
+        flagged ``marginal``.
+
+        Raises:
+            ValueError: unequal lengths when paired, a non-positive value, or flags /
+                clusters not one per pair.
+        """
+        n = min(len(candidate), len(base))
+        if n < 2:
+            if n >= self.budget:
+                raise ValueError(f"need at least 2 pairs for a verdict, got {n}")
+            return None
+        ev = self.evidence(
+            candidate,
+            base,
+            clusters=clusters,
+            candidate_capped=candidate_capped,
+            base_capped=base_capped,
+            paired=paired,
+        )
+        capped_c = _flags(candidate_capped, n, "candidate_capped")
+        capped_b = _flags(base_capped, n, "base_capped")
+        decision = self._conclusive(ev, capped_c, capped_b, required_clusters)
         if n < self.budget:
             return decision
-        # At the budget sim.py's F2 labels every verdict marginal, and the published
-        # marginal/lenient error rates depend on that; a conclusive interval is only noted.
-        # The verdict is the same either way (a conclusive FAIL has estimate > tol, a
-        # conclusive PASS has estimate <= tol).
-        forced = self._by_estimate(li, "budget reached")
-        if decision is None:
+        forced = self._by_estimate(ev, "budget reached")
+        if decision is None or decision.verdict != forced.verdict:
             return forced
         return replace(forced, reason=f"{forced.reason} ({decision.reason})")
 
@@ -648,6 +996,9 @@ class SequentialRule:
         base: Sequence[float],
         reason: str,
         *,
+        clusters: Sequence[str] | None = None,
+        candidate_capped: Sequence[bool] | None = None,
+        base_capped: Sequence[bool] | None = None,
         paired: bool = True,
     ) -> Decision:
         """A marginal verdict by the point estimate now, e.g. when the call budget ran out.
@@ -656,10 +1007,101 @@ class SequentialRule:
         (``"<reason>: estimate 1.12 > 1.10"``).
 
         Raises:
-            ValueError: fewer than 2 pairs (no interval can be reported), unequal lengths
-                when paired, or a non-positive value.
+            ValueError: fewer than 2 pairs, unequal lengths when paired, or a non-positive
+                value.
         """
-        return self._by_estimate(self._interval(candidate, base, paired), reason)
+        ev = self.evidence(
+            candidate,
+            base,
+            clusters=clusters,
+            candidate_capped=candidate_capped,
+            base_capped=base_capped,
+            paired=paired,
+        )
+        # Stopped early by the user's cap: the estimate alone decides (a marginal FAIL rather
+        # than a pass that the missing pairs could not support).
+        return self._by_estimate(ev, reason, significance=False)
+
+
+def _hodges_lehmann(
+    d: Sequence[float], low_alphas: tuple[float, float, float], pass_alpha: float
+) -> tuple[float, float, float, float, float]:
+    """HL estimate, one-sided signed-rank lower bounds at each of ``low_alphas`` and the
+    upper bound at ``pass_alpha``, from the sorted Walsh averages."""
+    n = len(d)
+    walsh = sorted((d[i] + d[j]) / 2.0 for i in range(n) for j in range(i, n))
+    top = len(walsh)
+    mid = top // 2
+    est = walsh[mid] if top % 2 else (walsh[mid - 1] + walsh[mid]) / 2.0
+    lows = []
+    for alpha in low_alphas:
+        k = signed_rank_cut(n, alpha)
+        lows.append(walsh[k - 1] if k > 0 else -math.inf)
+    k_high = signed_rank_cut(n, pass_alpha)
+    high = walsh[top - k_high] if k_high > 0 else math.inf
+    return est, lows[0], lows[1], lows[2], high
+
+
+def _ratio_of_means(
+    candidate: Sequence[float],
+    base: Sequence[float],
+    keys: Sequence[str],
+    low_alphas: tuple[float, float, float],
+    pass_alpha: float,
+) -> tuple[float, float, float, float, float]:
+    """``ln`` of the ratio of prompt-mean values, its lower bounds at each of ``low_alphas``
+    and its upper bound at ``pass_alpha``.
+
+    Each prompt ``j`` contributes its mean candidate ``c_j`` and base ``b_j`` over its
+    pairs; ``R = sum c_j / sum b_j`` (every prompt weighted equally). The standard error of
+    ``ln R`` (delta method) is clustered by prompt:
+
+    * once prompts repeat (2+ degrees of freedom), within prompts: the suite's prompts are
+      fixed and the answers random, so the pooled spread of ``c_i - R b_i`` within each
+      prompt, relative to ``b_j``, measures the noise; verbosity concentrated in a few
+      prompts is then judged for what it costs on these prompts;
+    * before that, across prompts (each pair a prompt of its own): the spread of
+      ``u_j = (c_j - R b_j) / mean(b)``, with Kish's effective number of prompts
+      ``(sum b)^2 / sum b^2`` minus 1 as degrees of freedom. It includes how much the
+      ratio differs between prompts, so it is never too small for fixed prompts either.
+    """
+    groups: dict[str, tuple[list[float], list[float]]] = {}
+    for c, b, key in zip(candidate, base, keys, strict=True):
+        entry = groups.setdefault(key, ([], []))
+        entry[0].append(c)
+        entry[1].append(b)
+    means = [(math.fsum(cs) / len(cs), math.fsum(bs) / len(bs)) for cs, bs in groups.values()]
+    j = len(means)
+    total_c = math.fsum(c for c, _ in means)
+    total_b = math.fsum(b for _, b in means)
+    ratio = total_c / total_b
+    est = math.log(ratio)
+    se: float | None = None
+    df = 0.0
+    relative: list[float] = []  # (c - R b - its prompt mean) / b_j, prompts with 2+ pairs
+    df_within = 0
+    for (cs, bs), (_, b_mean) in zip(groups.values(), means, strict=True):
+        if len(cs) < 2:
+            continue
+        r = [c - ratio * b for c, b in zip(cs, bs, strict=True)]
+        r_mean = math.fsum(r) / len(r)
+        relative.extend((x - r_mean) / b_mean for x in r)
+        df_within += len(cs) - 1
+    if df_within >= 2:
+        v = math.fsum(x * x for x in relative) / df_within  # pooled relative variance
+        var = math.fsum(
+            v * b * b / len(cs) for (cs, _), (_, b) in zip(groups.values(), means, strict=True)
+        )
+        se, df = math.sqrt(var) / total_b / ratio, float(df_within)
+    elif j >= 2:
+        mean_b = total_b / j
+        u = [(c - ratio * b) / mean_b for c, b in means]
+        se = math.sqrt(math.fsum(x * x for x in u) / (j * (j - 1))) / ratio
+        df = max(1.0, total_b * total_b / math.fsum(b * b for _, b in means) - 1.0)
+    if se is None:
+        return est, -math.inf, -math.inf, -math.inf, math.inf
+    low = [est - t_quantile(1.0 - a, df) * se for a in low_alphas]
+    return est, low[0], low[1], low[2], est + t_quantile(1.0 - pass_alpha, df) * se
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Shared fixtures for the emulator tests: one session-wide Emulator and boto3 client factories.
 
-Profiles here are fast (2-3 ms per token) so the suite stays quick; the timing tests use the
-slower ``timing.model`` profile.
+Profiles here are fast (FAST: 10 ms to the first token, then 1 ms per token) so the suite
+stays quick; the timing tests use the slower ``timing.model`` profile.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from botocore.config import Config
 
 from pytest_bedrock_latency.emulator import Emulator
 
-FAST = {"ttft_ms": 20, "ms_per_token": 2, "answer_tokens": 20}
+FAST = {"ttft_ms": 10, "ms_per_token": 1, "answer_tokens": 20}
+#: How long a FAST answer takes at least: the first token, then 19 more.
+FAST_DONE_MS = FAST["ttft_ms"] + 19 * FAST["ms_per_token"]
 
 TEST_PROFILES: dict[str, Any] = {
     "defaults": {"prompt_spread": 0.0, "answer_tokens_spread": 0.0, "jitter": 0.0, **FAST},

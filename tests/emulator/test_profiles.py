@@ -10,6 +10,8 @@ import pytest
 
 from pytest_bedrock_latency.emulator import Emulator, ProfileError, ProfileSet, load_profiles
 
+from .conftest import FAST
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "profiles.toml"
@@ -147,7 +149,7 @@ def test_set_profile_validates(emulator: Emulator) -> None:
     assert emulator.profile_for("test.fast") == profile
     emulator.reset_overrides()
     again = emulator.profile_for("test.fast")
-    assert again is not None and again.ttft_ms == 20.0
+    assert again is not None and again.ttft_ms == FAST["ttft_ms"]
 
 
 def test_flat_dict_form() -> None:

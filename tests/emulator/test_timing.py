@@ -13,7 +13,7 @@ import pytest
 
 from pytest_bedrock_latency.emulator import Emulator
 
-from .conftest import MSGS, TEST_PROFILES, make_client
+from .conftest import FAST, MSGS, TEST_PROFILES, make_client
 
 
 def timed_stream(
@@ -183,8 +183,8 @@ def test_outliers_are_slower_and_flagged(emulator: Emulator, client: Any) -> Non
     emulator.set_profile("test.fast", outlier_rate=1.0, outlier_factor=3.0)
     client.converse(modelId="test.fast", messages=MSGS)
     rec = emulator.requests[-1]
-    assert rec.outlier and rec.ttft_ms == pytest.approx(60.0)
-    assert rec.ms_per_token == pytest.approx(6.0)
+    assert rec.outlier and rec.ttft_ms == pytest.approx(3 * FAST["ttft_ms"])
+    assert rec.ms_per_token == pytest.approx(3 * FAST["ms_per_token"])
 
 
 def test_answer_length_spreads(emulator: Emulator, client: Any) -> None:

@@ -144,26 +144,36 @@ def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> N
 
 
 def test_a_call_budget_ends_the_gate_as_marginal(suite: pytest.Pytester) -> None:
-    result = gate(suite, "slow", "--bedrock-max-calls", "9")
+    # 21 calls: 1 by the test body, 2 for the warm-up pair, 9 pairs; a marginal FAIL needs
+    # the candidate significantly slower than the base: at --bedrock-confidence 0.9, 9 pairs
+    # of a 4x slowdown show it whatever the jitter
+    result = gate(suite, "slow", "--bedrock-max-calls", "21", "--bedrock-confidence", "0.9")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*marginal: call budget exhausted (--bedrock-max-calls)*"])
-    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (3 pairs)"])
+    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)"])
 
 
 def test_the_test_bodys_own_calls_count_toward_the_call_budget(suite: pytest.Pytester) -> None:
-    # 8 calls: 1 by the test body, 2 for the warm-up pair, then only 2 pairs fit (not 3).
-    result = gate(suite, "slow", "--bedrock-max-calls", "8")
-    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (2 pairs)"])
+    # 22 calls: 1 by the test body, 2 for the warm-up pair, then only 9 pairs fit (not 10).
+    result = gate(suite, "slow", "--bedrock-max-calls", "22", "--bedrock-confidence", "0.9")
+    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)"])
 
 
 def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pytester) -> None:
     result = gate(
-        suite, "slow", "--bedrock-max-calls", "9", "--bedrock-regression-policy", "lenient"
+        suite,
+        "slow",
+        "--bedrock-max-calls",
+        "21",
+        "--bedrock-regression-policy",
+        "lenient",
+        "--bedrock-confidence",
+        "0.9",
     )
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
-            "*bedrock_regression: ms/token x* > 2.00 is marginal after 3 pairs; passed because policy is lenient*"
+            "*bedrock_regression: ms/token x* > 2.00 is marginal after 9 pairs; passed because policy is lenient*"
         ]
     )
 

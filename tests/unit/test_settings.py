@@ -75,7 +75,7 @@ def test_defaults() -> None:
         s.regression_budget,
         s.regression_policy,
         s.concurrency,
-    ) == (None, False, 1.0, 40, "strict", 4)
+    ) == (None, False, 1.0, 40, "strict", 1)
 
 
 def test_every_option_has_flag_ini_and_dest_named_alike() -> None:
@@ -318,7 +318,7 @@ def test_a_tests_settings_take_its_marker_over_the_run() -> None:
     run = Settings(regression_budget=40, regression_policy="strict", timeout=3.0, max_tokens=64)
     gated = TestSettings.of(run, TestBounds(regression=RegressionGate(budget=10, policy="lenient")))
     assert (gated.regression_budget, gated.regression_policy) == (10, "lenient")
-    assert (gated.timeout, gated.max_tokens, gated.concurrency) == (3.0, 64, 4)
+    assert (gated.timeout, gated.max_tokens, gated.concurrency) == (3.0, 64, 1)
     plain = TestSettings.of(run, TestBounds(regression=RegressionGate()))
     assert (plain.regression_budget, plain.regression_policy) == (40, "strict")
     assert TestSettings.of(run, TestBounds()).regression_budget == 40
