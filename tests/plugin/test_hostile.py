@@ -484,7 +484,7 @@ def test_ctrl_c_ends_a_gate_at_once_and_the_session_writes_what_it_has(tmp_path:
     (tmp_path / "profiles.toml").write_text(SLOW_PROFILES)
     (tmp_path / "pytest.ini").write_text(
         f"[pytest]\nbedrock_emulator = true\nbedrock_emulator_profiles = profiles.toml\n"
-        f"bedrock_baseline = {BASE}\nbedrock_concurrency = 2\n"
+        f"bedrock_baseline = {BASE}\nbedrock_concurrency = 1\n"
     )
     (tmp_path / "test_interrupted.py").write_text(INTERRUPTED)
     process = _pytest(
@@ -496,14 +496,14 @@ def test_ctrl_c_ends_a_gate_at_once_and_the_session_writes_what_it_has(tmp_path:
         "--junitxml",
         "junit.xml",
     )
-    # Past the warm-up pair (about 4 s), inside the first look's five pairs: a pool would
-    # finish the pairs queued for the look (about 10 s more) before the run could end.
+    # Past the warm-up pair (about 4 s), inside the first look's five pairs, one at a time: a
+    # pool would finish the pairs queued for the look (about 18 s more) before the run ends.
     sent = _interrupt_when(process, tmp_path / "gate-started", after=5.5)
     output = process.communicate(timeout=60)[0]
     took = time.monotonic() - sent
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
-    # Within a second on an idle machine (benchmarks/interrupt.py); queued pairs would take 10 s+.
-    assert took < 6, f"{took:.1f}s after Ctrl-C"
+    # About a second (benchmarks/interrupt.py); wide margin for a loaded machine.
+    assert took < 10, f"{took:.1f}s after Ctrl-C\n{output}"
     assert "KeyboardInterrupt" in output and "INTERNALERROR" not in output
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["interrupted"] is True
