@@ -61,6 +61,23 @@ class AnswerPlan:
     guardrail: str | None = None  # "input" or "output" when a guardrail intervened
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One block while planning: its tokens, its delta pieces and where each piece ends."""
+
+    kind: str
+    tokens: int
+    pieces: list[str]
+    ends: list[int]  # token count within the block after each piece
+    text: str
+
+
+def _words_part(kind: str, words: list[str], per_chunk: int) -> _Part:
+    bounds = chunk_boundaries(len(words), per_chunk)
+    pieces = [(" " if a else "") + " ".join(words[a:b]) for a, b in bounds]
+    return _Part(kind, len(words), pieces, [b for _, b in bounds], " ".join(words))
+
+
 def plan_answer(
     profile: Profile,
     model_id: str,
@@ -165,47 +182,29 @@ def plan_answer(
         profile.cached_prefill_factor,
     )
     per_chunk = profile.tokens_per_chunk
-    # (kind, tokens, pieces, per-piece token ends within the block)
-    parts: list[tuple[str, int, list[str], list[int], str]] = []
+    parts: list[_Part] = []
     if n_reasoning:
         thought = generate_words(model_id + "#reasoning", req.prompt, sample, n_reasoning)
-        rb = chunk_boundaries(n_reasoning, per_chunk)
-        parts.append(
-            (
-                "reasoning",
-                n_reasoning,
-                [(" " if a else "") + " ".join(thought[a:b]) for a, b in rb],
-                [b for _, b in rb],
-                " ".join(thought),
-            )
-        )
+        parts.append(_words_part("reasoning", thought, per_chunk))
     if words or (call is None and not n_reasoning):
-        tb = chunk_boundaries(len(words), per_chunk)
-        parts.append(
-            (
-                "text",
-                len(words),
-                [(" " if a else "") + " ".join(words[a:b]) for a, b in tb],
-                [b for _, b in tb],
-                " ".join(words),
-            )
-        )
+        parts.append(_words_part("text", words, per_chunk))
     if call is not None:
         text = call.input_json()
         n_tool = json_tokens(text)
         pieces = json_fragments(text, math.ceil(n_tool / per_chunk))
         ends = [round(n_tool * (i + 1) / len(pieces)) for i in range(len(pieces))]
-        parts.append(("tool_use", n_tool, pieces, ends, text))
-    total = sum(p[1] for p in parts)
+        parts.append(_Part("tool_use", n_tool, pieces, ends, text))
+    total = sum(p.tokens for p in parts)
     tokens = token_offsets(ttft * factor, profile.ms_per_token * factor, total, profile.jitter, rng)
     bounds: list[tuple[int, int]] = []
     delta_blocks: list[int] = []
     all_pieces: list[str] = []
     blocks: list[Block] = []
     start = 0
-    for index, (kind, n_block, pieces, ends, text) in enumerate(parts):
+    for index, part in enumerate(parts):
+        kind, n_block, pieces, text = part.kind, part.tokens, part.pieces, part.text
         previous = start
-        for piece, end in zip(pieces, ends, strict=True):
+        for piece, end in zip(pieces, part.ends, strict=True):
             bounds.append((previous, start + end))
             previous = start + end
             delta_blocks.append(index)
