@@ -40,8 +40,11 @@ def _ratio(m: MetricVerdict) -> str:
     return f"x{m.estimate:.2f} [{m.low:.2f}, {m.high:.2f}]"
 
 
-def _cost(value: float | None) -> str:
-    return "no price" if value is None else format_usd(value)
+def _cost(value: float | None, unpriced: int = 0) -> str:
+    """A cost cell; "≥" when some of the calls it adds up had no price (at least that much)."""
+    if value is None:
+        return "no price"
+    return ("≥" if unpriced else "") + format_usd(value)
 
 
 def _short_test(nodeid: str, width: int = 60) -> str:
@@ -63,7 +66,7 @@ class Report:
 
     @property
     def measured(self) -> list[TestResult]:
-        return [r for r in self.results if r.calls or r.regression is not None]
+        return [r for r in self.results if r.calls or r.regression is not None or r.unmeasured]
 
     # -- terminal ------------------------------------------------------------------------
     def terminal_lines(self, verbosity: int = 0) -> list[str]:
@@ -84,7 +87,7 @@ class Report:
                     _num(result.figure("ms_per_token", 90)),
                     _num(result.figure("output_tokens", 50), 0),
                     _num(result.figure("output_tokens", 100), 0),
-                    _cost(result.cost_usd),
+                    _cost(result.cost_usd, unpriced_calls(result.spend)),
                     result.verdict,
                 ]
             )
@@ -129,6 +132,9 @@ class Report:
                 tablefmt="simple",
                 disable_numparse=True,
             ).splitlines()
+        notes = [f"{_short_test(r.nodeid)}: {note}" for r in self.results for note in r.unmeasured]
+        if notes:
+            lines += ["", "not measured:", *(f"  {note}" for note in notes)]
         lines += ["", self.spend_line()]
         return lines
 
@@ -167,7 +173,7 @@ class Report:
                     _ratio(m),
                 ]
             verdict = "FAIL" if gate.failed else ("pass (marginal)" if gate.marginal else "pass")
-            cells += [len(gate.pairs), _cost(gate.cost_usd), verdict]
+            cells += [len(gate.pairs), _cost(gate.cost_usd, gate.unpriced_calls), verdict]
             rows.append(cells)
         return rows
 
@@ -183,7 +189,13 @@ class Report:
         spend = self.spend()
         parts = [
             f"{display_model(model)} {s.calls} calls, {s.input_tokens} in / {s.output_tokens} out "
-            f"tokens, {_cost(s.cost_usd if s.priced else None)}"
+            f"tokens"
+            + (
+                f" (+{s.cache_read_input_tokens} cache read / {s.cache_write_input_tokens} cache write)"
+                if s.cache_read_input_tokens or s.cache_write_input_tokens
+                else ""
+            )
+            + f", {_cost(s.cost_usd if s.priced else None)}"
             + (f" ({s.unpriced_calls} without a price)" if s.priced and s.unpriced_calls else "")
             for model, s in sorted(spend.items())
         ]
@@ -255,7 +267,7 @@ class Report:
                 _num(r.figure("ttft_ms", 50)),
                 _num(r.figure("ms_per_token", 50)),
                 _num(r.figure("output_tokens", 50), 0),
-                _cost(r.cost_usd),
+                _cost(r.cost_usd, unpriced_calls(r.spend)),
                 _verdict_icon(r),
             ]
             for r in measured

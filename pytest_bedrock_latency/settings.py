@@ -51,6 +51,20 @@ class ConfigLike(Protocol):
     def getini(self, name: str) -> Any: ...
 
 
+class EarlyOptions:
+    """A :class:`ConfigLike` over the command line as pytest parsed it before the conftests
+    load (``pytest_load_initial_conftests``), when ``config.getoption`` does not work yet."""
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def getoption(self, name: str) -> Any:
+        return getattr(self._config.known_args_namespace, name, None)
+
+    def getini(self, name: str) -> Any:
+        return self._config.getini(name)
+
+
 class OptionParser(Protocol):
     """What :func:`add_options` needs of pytest's ``Parser``."""
 
@@ -493,8 +507,8 @@ def check_outputs(
 
     A directory where a file is needed (or a file where a directory is), a parent that
     cannot be created or written, two outputs on one path, and an output on one of the
-    run's inputs (the baseline file, the emulator's profiles) would each lose the run's
-    results at its end. ``others`` are pytest's own outputs (``--junitxml``) by flag: only
+    run's inputs (the baseline file, the emulator's profiles, the price file) would each
+    lose the run's results at its end. ``others`` are pytest's own outputs (``--junitxml``) by flag: only
     checked for a clash with the plugin's.
 
     Raises:
@@ -523,6 +537,7 @@ def check_outputs(
     inputs = {
         "--bedrock-baseline-file": settings.baseline_file,
         "--bedrock-emulator-profiles": settings.emulator_profiles,
+        "--bedrock-prices": settings.prices,
     }
     # pytest's own outputs are pytest's to check; here they only must not clash with ours.
     outputs = {**(others or {}), **files}
