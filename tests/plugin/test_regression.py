@@ -99,7 +99,7 @@ def test_a_verbose_fine_tune_fails_with_the_split(suite: pytest.Pytester) -> Non
             "  output tokens  x1.* [[]1.*, 1.*] > 1.15 allowed   FAIL (* pairs)",
             "  ms/token       x*<= 2.00*pass*",
             "  TTFT           x*<= 2.00*pass*",
-            "  end to end +*: +*% verbosity, *% per-token speed, *% TTFT",
+            "  end to end *: +*% verbosity, *% per-token speed, *% TTFT",
             "  * pairs + 1 warm-up, base from --bedrock-baseline",
         ]
     )
