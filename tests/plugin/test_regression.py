@@ -13,7 +13,7 @@ CUSTOM = "arn:aws:bedrock:us-east-1:123456789012:custom-model/"
 # Small times keep a gate to a second or two; jitter and length spread keep it honest.
 # Verdicts must hold on a machine whose cores are all busy, where scheduling delays move a
 # 40-token stream's ms/token or TTFT by tens of percent: the gates here allow x2 in time
-# (TIMING), the slow fine-tune is x4 per token, and token counts (which no delay changes)
+# (TIMING), the slow fine-tune is x6 per token, and token counts (which no delay changes)
 # keep the default x1.15 against a x1.5 verbose fine-tune.
 PROFILES = f"""
 [defaults]
@@ -37,14 +37,14 @@ answer_tokens = 60
 
 [models."{CUSTOM}slow"]
 like = "{BASE}"
-ms_per_token = 4.0
+ms_per_token = 6.0
 
 [models."{CUSTOM}noisy"]
 like = "{BASE}"
 answer_tokens_spread = 0.6
 """
 
-#: Timing tolerances two times away from both the unchanged (x1) and the slow (x4) fine-tune.
+#: Timing tolerances at least two times away from the unchanged (x1) and the slow (x6) fine-tune.
 TIMING = "max_slowdown=2, max_ttft_slowdown=2"
 
 GATE_TEST = """
@@ -111,15 +111,15 @@ def test_a_slower_fine_tune_fails_on_ms_per_token(suite: pytest.Pytester) -> Non
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "bedrock_regression: candidate slow is slower per token than amazon.titan-text-express-v1",
+            "bedrock_regression: candidate slow is slower per token*than amazon.titan-text-express-v1",
             "  output tokens  x*pass*",
-            "  ms/token       x* [[]*, *] > 2.00 allowed   FAIL (* pairs)",
+            "  ms/token       x* [[]*, *] > 2.00 allowed   FAIL*",
         ]
     )
 
 
 def test_a_marker_tolerance_overrides_the_default(suite: pytest.Pytester) -> None:
-    gate(suite, "slow", marker="max_slowdown=8, max_ttft_slowdown=2").assert_outcomes(passed=1)
+    gate(suite, "slow", marker="max_slowdown=18, max_ttft_slowdown=2").assert_outcomes(passed=1)
 
 
 def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> None:
