@@ -153,6 +153,16 @@ def _url(raw: str) -> str:
     return value
 
 
+def _proxy_upstream(raw: str) -> str:
+    value = raw.strip()
+    if value == "aws":
+        return value
+    try:
+        return _url(value)
+    except ValueError:
+        raise ValueError(f"must be 'aws' or an http(s) URL, got {raw!r}") from None
+
+
 def _policy(raw: str) -> str:
     value = raw.strip().lower()
     if value not in POLICIES:
@@ -357,6 +367,27 @@ OPTIONS: tuple[Option, ...] = (
         is_path=True,
         metavar="DIR",
     ),
+    Option(
+        "record_profiles",
+        "at the end, write emulator profiles fitted from the session's calls to this TOML file "
+        "(an existing file is merged per model)",
+        is_path=True,
+        metavar="PATH",
+    ),
+    Option(
+        "record_answers",
+        "with --bedrock-record-profiles: store each prompt's answer text in the file too",
+        parse=_bool,
+        default=False,
+        flag_only=True,
+    ),
+    Option(
+        "proxy",
+        "start the measuring proxy to UPSTREAM ('aws' or a URL) and point subprocesses at it "
+        "(AWS_ENDPOINT_URL_BEDROCK_RUNTIME, AWS_ENDPOINT_URL_BEDROCK)",
+        parse=_proxy_upstream,
+        metavar="UPSTREAM",
+    ),
 )
 
 
@@ -388,6 +419,9 @@ class Settings:
     timeout: float | None = None
     require: bool = False
     plot: Path | None = None
+    record_profiles: Path | None = None
+    record_answers: bool = False
+    proxy: str | None = None
 
 
 def add_options(parser: OptionParser) -> None:
