@@ -42,6 +42,8 @@ def attach_result(
         failures = [r for r in run.snapshot() if r.state == "error"]
         if failures and report.failed:
             report.sections.append(("bedrock", "\n".join(r.failure_line() for r in failures)))
+        if result.unmeasured and report.when == "call":
+            report.sections.append(("bedrock: not measured", "\n".join(result.unmeasured)))
         data["staged_baselines"] = {k: v.to_json() for k, v in run.staged.items()}
         data["baseline_keys_used"] = sorted(run.baseline_keys_used)
         setattr(report, REPORT_ATTRIBUTE, data)

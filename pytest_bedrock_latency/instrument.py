@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from botocore.client import BaseClient, ClientCreator
-from botocore.eventstream import EventStream
+from botocore.eventstream import EventStream, EventStreamBuffer
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.response import StreamingBody
 from urllib3.exceptions import TimeoutError as TransportTimeout
@@ -421,9 +421,20 @@ class TimedEventStream(_EventStreamBase):
     """
 
     def __init__(self, inner: _EventStreamBase, record: CallRecord) -> None:
-        # EventStream.__init__ would start a second event generator; share the first.
+        # EventStream.__init__ is not called: the wrapped stream's attributes are ours.
         self.__dict__.update(vars(inner))
         self._bl_record = record
+        # Nothing has pulled the wrapped stream's (lazy) generator yet: this one reads the
+        # same body, noting when each piece of it arrived, which is when its events were
+        # received, however long the application then takes over the events before them.
+        self._event_generator = self._bl_raw_events()
+
+    def _bl_raw_events(self) -> Iterator[Any]:
+        buffer = EventStreamBuffer()
+        for chunk in vars(self)["_raw_stream"].stream():
+            self._bl_record.bytes_arrived()
+            buffer.add_data(chunk)
+            yield from buffer
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         __tracebackhide__ = True
@@ -460,6 +471,15 @@ def _timed_aio_stream(base: type[Any]) -> type[Any]:
         def __init__(self, inner: Any, record: CallRecord) -> None:
             self.__dict__.update(vars(inner))
             self._bl_record = record
+            self._event_generator = self._bl_raw_events()
+
+        async def _bl_raw_events(self) -> Any:
+            buffer = EventStreamBuffer()
+            async for chunk, _ in self._raw_stream.content.iter_chunks():
+                self._bl_record.bytes_arrived()
+                buffer.add_data(chunk)
+                for event in buffer:
+                    yield event
 
         def __aiter__(self) -> Any:
             return self._bl_events()

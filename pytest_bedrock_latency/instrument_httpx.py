@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import base64
 import functools
+import importlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from botocore.eventstream import EventStreamBuffer
 
 from .measurement import CallRecord
 
-if TYPE_CHECKING:
-    import httpx
+# httpx is optional (litellm brings it): annotations name its types without importing it.
+HttpxRequest = Any  # HttpxRequest
+HttpxResponse = Any  # HttpxResponse
 
 _PATH = re.compile(
     r"^/model/(?P<model>[^/]+)/(?P<op>converse-stream|converse|invoke-with-response-stream|invoke)$"
@@ -66,8 +68,7 @@ class HttpxPatch:
         self._patched: list[tuple[type[Any], Any, Any]] = []
 
     def install(self) -> None:
-        import httpx
-
+        httpx: Any = importlib.import_module("httpx")
         if self._patched:
             return
         for cls, make in ((httpx.Client, self._sync), (httpx.AsyncClient, self._async)):
@@ -84,7 +85,7 @@ class HttpxPatch:
         self._patched.clear()
 
     # -- the two wrappers ----------------------------------------------------------------
-    def _prepare(self, request: httpx.Request) -> CallRecord | None:
+    def _prepare(self, request: HttpxRequest) -> CallRecord | None:
         """Redirect an offline request; a record when the call is to be measured."""
         url = request.url
         match = _PATH.match(url.raw_path.decode("ascii", "replace").split("?", 1)[0])
@@ -115,7 +116,7 @@ class HttpxPatch:
         return record
 
     def _sync(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def send(client: Any, request: httpx.Request, *args: Any, **kwargs: Any) -> Any:
+        def send(client: Any, request: HttpxRequest, *args: Any, **kwargs: Any) -> Any:
             record = self._prepare(request)
             if record is None:
                 return original(client, request, *args, **kwargs)
@@ -130,7 +131,7 @@ class HttpxPatch:
         return send
 
     def _async(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        async def send(client: Any, request: httpx.Request, *args: Any, **kwargs: Any) -> Any:
+        async def send(client: Any, request: HttpxRequest, *args: Any, **kwargs: Any) -> Any:
             record = self._prepare(request)
             if record is None:
                 return await original(client, request, *args, **kwargs)
@@ -145,7 +146,7 @@ class HttpxPatch:
         return send
 
 
-def _attach(record: CallRecord, response: httpx.Response, *, asynchronous: bool) -> None:
+def _attach(record: CallRecord, response: HttpxResponse, *, asynchronous: bool) -> None:
     """Feed the record from the response; never changes what the application receives."""
     try:
         record.headers_received(None)
@@ -154,8 +155,7 @@ def _attach(record: CallRecord, response: httpx.Response, *, asynchronous: bool)
             record.failed(error or f"HTTP {response.status_code}", response.reason_phrase)
             return
         if record.streaming:
-            import httpx
-
+            httpx: Any = importlib.import_module("httpx")
             if asynchronous and isinstance(response.stream, httpx.AsyncByteStream):
                 response.stream = _timed_async_stream(httpx)(response.stream, record)
             elif isinstance(response.stream, httpx.SyncByteStream):
@@ -172,7 +172,7 @@ def _attach(record: CallRecord, response: httpx.Response, *, asynchronous: bool)
         record.failed("MeasurementError", f"{type(error).__name__}: {error}")
 
 
-def _is_read(response: httpx.Response) -> bool:
+def _is_read(response: HttpxResponse) -> bool:
     try:
         response.content  # noqa: B018 - raises ResponseNotRead for an unread stream
     except Exception:
@@ -188,6 +188,7 @@ class _Frames:
         self._buffer = EventStreamBuffer()
 
     def feed(self, data: bytes) -> None:
+        self._record.bytes_arrived()
         self._buffer.add_data(data)
         for message in self._buffer:
             headers: dict[str, Any] = dict(cast(Any, message.headers))

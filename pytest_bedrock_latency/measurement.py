@@ -174,6 +174,7 @@ class CallRecord:
         self.error_message: str | None = None
         self.interrupted_by: str | None = None
         self.closed = False
+        self._arrived_at: float | None = None
         self.user_agent: str | None = None
         self._stopped = False
         self._final = False
@@ -233,10 +234,22 @@ class CallRecord:
                 counts[2] if counts[2] is not None else answer.server_latency_ms
             )
 
-    def stream_event(self, event: Mapping[str, Any]) -> None:
-        """One event of a ConverseStream or InvokeModelWithResponseStream, as the app pulls it."""
+    def bytes_arrived(self) -> None:
+        """A piece of the stream's body arrived: the events it holds were received now."""
         now = self._clock()
         with self._lock:
+            self._arrived_at = now
+
+    def stream_event(self, event: Mapping[str, Any]) -> None:
+        """One event of a ConverseStream or InvokeModelWithResponseStream, as the app pulls it.
+
+        It counts as received when the bytes holding it arrived (:meth:`bytes_arrived`), or
+        now when the transport does not say.
+        """
+        now = self._clock()
+        with self._lock:
+            if self._arrived_at is not None:
+                now = self._arrived_at
             if self._final:  # nothing after the last meaningful event changes the figures
                 return
             seen: Seen
@@ -284,6 +297,8 @@ class CallRecord:
         """The application called ``close()`` on the stream."""
         with self._lock:
             self.closed = True
+            if self.state == "abandoned" and self.interrupted_by is None:
+                self.interrupted_by = "closed"  # a loop broke off, then the stream was closed
         self.stream_abandoned("closed")
 
     def failed(self, code: str, message: str, retry_attempts: int | None = None) -> None:
@@ -320,8 +335,7 @@ class CallRecord:
         how = f" ({self.interrupted_by})" if self.interrupted_by else ""
         return (
             f"{self.operation} to {display_model(self.model_id)} abandoned after "
-            f"{self.tokens_received} tokens{how}: the application stopped reading before the "
-            "answer ended, so the call is not measured"
+            f"{self.tokens_received} tokens{how}"
         )
 
     @property

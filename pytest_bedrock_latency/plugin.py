@@ -17,13 +17,17 @@ from . import settings as settings_module
 from .markers import MARKERS
 from .run import CallLog
 from .session import BedrockSession
+from .settings import Settings
+from .target import BedrockTarget
 
 if TYPE_CHECKING:
     from .emulator import Emulator
     from .handle import ModelHandle
+    from .instrument import Instrumentation
     from .measurement import Generation
 
 SESSION_KEY = pytest.StashKey[BedrockSession]()
+OFFLINE_KEY = pytest.StashKey[tuple[BedrockTarget, "Instrumentation"]]()
 MESSAGES_KEY = pytest.StashKey[list[str]]()
 HOOKS_NAME = "bedrock_latency_test_hooks"
 
@@ -37,18 +41,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     settings_module.add_options(parser)
 
 
+def _resolve(config: pytest.Config, options: settings_module.ConfigLike) -> Settings:
+    return settings_module.resolve(
+        options,
+        environ=os.environ,
+        invocation_dir=config.invocation_params.dir,
+        ini_dir=config.inipath.parent if config.inipath else None,
+        ini_path=config.inipath,
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Offline before the first conftest loads: a client that a conftest, a plugin or the
+    # application creates at import time must get the emulator's endpoint too.
+    try:
+        resolved = _resolve(early_config, settings_module.EarlyOptions(early_config))
+    except settings_module.SettingsError:
+        return  # pytest_configure reports it, with the rest of the settings
+    if not resolved.emulator:
+        return
+    from .instrument import Instrumentation
+
+    target = BedrockTarget(resolved)
+    target.start_emulator()
+    instrumentation = Instrumentation()
+    BedrockSession.go_offline(target, instrumentation)
+    early_config.stash[OFFLINE_KEY] = (target, instrumentation)
+    # Also when the run ends before pytest_configure (--help, --version, a usage error).
+    early_config.add_cleanup(instrumentation.stop_redirect)
+    early_config.add_cleanup(target.stop)
+
+
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker.HELP)
+    offline = config.stash.get(OFFLINE_KEY, None)
     try:
-        resolved = settings_module.resolve(
-            config,
-            environ=os.environ,
-            invocation_dir=config.invocation_params.dir,
-            ini_dir=config.inipath.parent if config.inipath else None,
-            ini_path=config.inipath,
-        )
+        resolved = _resolve(config, config)
     except settings_module.SettingsError as error:
         raise pytest.UsageError(str(error)) from None
     worker = hasattr(config, "workerinput")  # pytest-xdist's documented marker of a worker
@@ -62,7 +93,9 @@ def pytest_configure(config: pytest.Config) -> None:
             )
         except settings_module.SettingsError as error:
             raise pytest.UsageError(str(error)) from None
-    bedrock = BedrockSession(resolved, worker=worker, verbosity=config.get_verbosity())
+    bedrock = BedrockSession(
+        resolved, worker=worker, verbosity=config.get_verbosity(), offline=offline
+    )
     config.stash[SESSION_KEY] = bedrock
     if not worker and config.getoption("dist", "no") != "no":  # an xdist controller never collects
         _register_test_hooks(config)

@@ -64,7 +64,7 @@ class Report:
 
     @property
     def measured(self) -> list[TestResult]:
-        return [r for r in self.results if r.calls or r.regression is not None]
+        return [r for r in self.results if r.calls or r.regression is not None or r.unmeasured]
 
     # -- terminal ------------------------------------------------------------------------
     def terminal_lines(self, verbosity: int = 0) -> list[str]:
@@ -130,6 +130,9 @@ class Report:
                 tablefmt="simple",
                 disable_numparse=True,
             ).splitlines()
+        notes = [f"{_short_test(r.nodeid)}: {note}" for r in self.results for note in r.unmeasured]
+        if notes:
+            lines += ["", "not measured:", *(f"  {note}" for note in notes)]
         lines += ["", self.spend_line()]
         return lines
 
@@ -184,7 +187,13 @@ class Report:
         spend = self.spend()
         parts = [
             f"{display_model(model)} {s.calls} calls, {s.input_tokens} in / {s.output_tokens} out "
-            f"tokens, {_cost(s.cost_usd if s.priced else None)}"
+            f"tokens"
+            + (
+                f" (+{s.cache_read_input_tokens} cache read / {s.cache_write_input_tokens} cache write)"
+                if s.cache_read_input_tokens or s.cache_write_input_tokens
+                else ""
+            )
+            + f", {_cost(s.cost_usd if s.priced else None)}"
             + (f" ({s.unpriced_calls} without a price)" if s.priced and s.unpriced_calls else "")
             for model, s in sorted(spend.items())
         ]

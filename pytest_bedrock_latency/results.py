@@ -30,6 +30,9 @@ class Spend:
     output_tokens: int = 0
     cost_usd: float = 0.0
     unpriced_calls: int = 0
+    # Prompt caching: billed apart from (and not included in) input_tokens.
+    cache_read_input_tokens: int = 0
+    cache_write_input_tokens: int = 0
 
     def __add__(self, other: Spend) -> Spend:
         return Spend(
@@ -38,6 +41,8 @@ class Spend:
             self.output_tokens + other.output_tokens,
             self.cost_usd + other.cost_usd,
             self.unpriced_calls + other.unpriced_calls,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.cache_write_input_tokens + other.cache_write_input_tokens,
         )
 
     @classmethod
@@ -50,6 +55,8 @@ class Spend:
                 g.output_tokens or 0,
                 g.cost_usd or 0.0,
                 int(g.cost_usd is None),
+                g.cache_read_input_tokens or 0,
+                g.cache_write_input_tokens or 0,
             )
         return spend
 
@@ -103,6 +110,9 @@ class TestResult:
     failed_calls: int = 0
     regression: RegressionResult | None = None
     spend: Mapping[str, Spend] = field(default_factory=dict)
+    #: Calls of the test that have no figures, each with why: abandoned streams, and
+    #: requests the emulator served that no instrumented client made.
+    unmeasured: Sequence[str] = ()
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -157,6 +167,7 @@ class TestResult:
             "spend": {m: s.to_json() for m, s in self.spend.items()},
             "cost_usd": self.cost_usd,
             "unpriced_calls": unpriced_calls(self.spend),
+            "unmeasured": list(self.unmeasured),
         }
 
     @classmethod
@@ -175,4 +186,5 @@ class TestResult:
             if data.get("regression")
             else None,
             spend={m: Spend.from_json(s) for m, s in data.get("spend", {}).items()},
+            unmeasured=tuple(data.get("unmeasured", ())),
         )

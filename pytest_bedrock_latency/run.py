@@ -16,9 +16,11 @@ import pytest
 from .markers import MarkerError, TestBounds, marker_levels, parse_markers
 from .measurement import CallRecord, Generation
 from .settings import TestSettings
+from .unmeasured import WIRING_HINT, Unmeasured, unmeasured
 
 if TYPE_CHECKING:
     from .baseline_store import StoredRequest
+    from .emulator import Emulator
     from .evaluate import Check
     from .gate import RegressionResult
     from .regression import GateOutcome
@@ -144,6 +146,29 @@ class TestRun:
         self.staged: dict[str, StoredRequest] = {}
         self.baseline_keys_used: set[str] = set()
         self.cost_counted = False  # its own calls added to --bedrock-max-cost
+        self._emulator: Emulator | None = None
+        self._served_before = 0
+
+    def watch(self, emulator: Emulator | None) -> None:
+        """Compare what ``emulator`` serves from now on with what the test measured."""
+        self._emulator = emulator
+        self._served_before = len(emulator.requests) if emulator is not None else 0
+
+    def unmeasured(self) -> list[Unmeasured]:
+        """Requests the watched emulator served during the test that no measured call made."""
+        if self._emulator is None:
+            return []
+        served = [
+            (r.operation, r.user_agent) for r in self._emulator.requests[self._served_before :]
+        ]
+        measured = [(r.operation, r.user_agent, max(r.attempts, 1)) for r in self.snapshot()]
+        measured += [(g.operation, None, g.attempts) for g in self.gate_calls]
+        return unmeasured(served, measured)
+
+    def notes(self) -> list[str]:
+        """One line per call without figures: abandoned streams, unmeasured requests."""
+        lines = [r.abandoned_line() for r in self.snapshot() if r.state == "abandoned"]
+        return lines + [u.line for u in self.unmeasured()]
 
     def add(self, record: CallRecord) -> None:
         """A call the test's code made (any client): counted toward --bedrock-max-calls."""
@@ -177,18 +202,29 @@ class TestRun:
             return []
         if not generations and not bounds.regression:
             markers = ", ".join(sorted(bounds.to_json()))
-            pytest.fail(
-                f"{markers}: the test made no measured Bedrock call (call Bedrock through the bedrock_model "
-                "fixture or any boto3 bedrock-runtime client during the test)",
-                pytrace=False,
-            )
+            abandoned = [r.abandoned_line() for r in self.snapshot() if r.state == "abandoned"]
+            missed = [u.line for u in self.unmeasured()]
+            if abandoned:
+                why = "every Bedrock call of the test was abandoned before its answer ended "
+                why += "(read each stream to its last event): " + "; ".join(abandoned)
+            elif missed:
+                why = "the test made no measured Bedrock call, but " + "; ".join(missed)
+                why += f": {WIRING_HINT}"
+            else:
+                why = (
+                    "the test made no measured Bedrock call (call Bedrock through the bedrock_model "
+                    "fixture or any boto3 bedrock-runtime client during the test)"
+                )
+            pytest.fail(f"{markers}: {why}", pytrace=False)
         if bounds.latency is not None:
             self.checks.extend(
                 check_latency(bounds.latency, generations, self.settings.latency_scale)
             )
         if bounds.length is not None:
             self.checks.extend(check_length(bounds.length, generations))
-        return [c.line for c in self.checks if not c.ok]
+        failed = [c.line for c in self.checks if not c.ok]
+        # The figures miss these calls: say so next to the verdict it may have changed.
+        return failed + [f"not measured: {note}" for note in self.notes()] if failed else failed
 
     def check_timeout(self) -> list[str]:
         """``--bedrock-timeout`` over every measured call: the test's own and its gate's.
@@ -227,6 +263,7 @@ class TestRun:
             failed_calls=sum(1 for r in records if r.state == "error"),
             regression=self.regression,
             spend=merge_spend(Spend.of(calls), Spend.of(self.gate_calls)),
+            unmeasured=tuple(self.notes()),
         )
 
 

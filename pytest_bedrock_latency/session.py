@@ -48,11 +48,19 @@ if TYPE_CHECKING:
 class BedrockSession:
     """Everything the hooks need, in one object per pytest process."""
 
-    def __init__(self, settings: Settings, *, worker: bool, verbosity: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker: bool,
+        verbosity: int,
+        offline: tuple[BedrockTarget, Instrumentation] | None = None,
+    ) -> None:
         self.settings = settings
         self.worker = worker
         self.verbosity = verbosity
-        self.target = BedrockTarget(settings)
+        self.target = offline[0] if offline else BedrockTarget(settings)
+        self.target.settings = settings
         self.prices = self._load_prices(settings)
         self.collector = ResultCollector(settings, self.prices)
         self.current: TestRun | None = None
@@ -60,6 +68,9 @@ class BedrockSession:
         self.groups: dict[str, Group] = {}  # pooled gates by name
         self._fault_mark = 0  # emulator faults already reported when the running test began
         self._instrumentation: Instrumentation | None = None
+        if offline is not None:  # made before the conftests loaded; priced like any other
+            self._instrumentation = offline[1]
+            self._instrumentation.pricing = self.prices.coster
         self._call_budget: CallBudget | None = None
         self._cost_budget: CostBudget | None = None
         self._bases: BaseModels | None = None
@@ -116,11 +127,20 @@ class BedrockSession:
     def start(self) -> None:
         """Start the embedded emulator when asked for, and open the stored baselines."""
         self.target.start()
+        if self.target.emulator is not None and self.settings.emulator:
+            self.go_offline(self.target, self.instrumentation)
         self.collector.store = open_store(self.settings)
+
+    @staticmethod
+    def go_offline(target: BedrockTarget, instrumentation: Instrumentation) -> None:
+        """Every Bedrock request of the process to the emulator, whatever its client says."""
+        assert target.emulator is not None
+        instrumentation.redirect(target.emulator.url, target.redirected.append)
 
     def stop(self) -> None:
         if self._instrumentation is not None:
             self._instrumentation.sink = None
+            self._instrumentation.stop_redirect()
         self.target.stop()
 
     def emulator_for_fixture(self) -> Emulator:
@@ -167,6 +187,7 @@ class BedrockSession:
         self.current = run
         emulator = self.target.emulator
         self._fault_mark = len(emulator.errors) if emulator is not None else 0
+        run.watch(emulator)
         self.instrumentation.sink = run.add
         self.instrumentation.install()
         if bounds.any:
@@ -346,4 +367,6 @@ class BedrockSession:
         """Write the files of the session; returns messages for the terminal, and failures."""
         if self.worker:
             return Finished()
-        return self.collector.finish(config, self.target.target, interrupted=interrupted)
+        finished = self.collector.finish(config, self.target.target, interrupted=interrupted)
+        finished.messages.extend(f"bedrock: {note}" for note in self.target.redirected)
+        return finished

@@ -51,6 +51,20 @@ class ConfigLike(Protocol):
     def getini(self, name: str) -> Any: ...
 
 
+class EarlyOptions:
+    """A :class:`ConfigLike` over the command line as pytest parsed it before the conftests
+    load (``pytest_load_initial_conftests``), when ``config.getoption`` does not work yet."""
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def getoption(self, name: str) -> Any:
+        return getattr(self._config.known_args_namespace, name, None)
+
+    def getini(self, name: str) -> Any:
+        return self._config.getini(name)
+
+
 class OptionParser(Protocol):
     """What :func:`add_options` needs of pytest's ``Parser``."""
 

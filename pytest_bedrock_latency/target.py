@@ -91,41 +91,55 @@ class BedrockTarget:
         self._problems: list[str] | None = None
         self._emulator_problem = ""
         self._lock = threading.Lock()
+        #: Clients that were aimed elsewhere and sent to the emulator instead (offline runs).
+        self.redirected: list[str] = []
 
     @property
     def target(self) -> Target | None:
         """Where the clients send, once :meth:`start` ran."""
         return self.clients.target if self.clients else None
 
+    def start_emulator(self) -> Emulator | None:
+        """With ``--bedrock-emulator``: start it and point every client of the process at it.
+
+        Runs before the first conftest loads (``pytest_load_initial_conftests``), so clients
+        that conftest files, plugins and the application create at import time read the
+        emulator's endpoint too. Calling it again does nothing.
+        """
+        settings = self.settings
+        if not settings.emulator or self._own_emulator:
+            return self.emulator if self._own_emulator else None
+        # boto3 reads the AWS config files for every client, the application's too: a
+        # broken file or unknown profile would fail each test with a botocore traceback.
+        problem = aws_config_problem(settings.aws_profile)
+        if problem is not None:
+            raise pytest.UsageError(f"--bedrock-emulator: {problem}")
+        self.emulator = self._start_emulator()
+        if self.emulator is None:
+            raise pytest.UsageError(f"--bedrock-emulator: {self._emulator_problem}")
+        self._own_emulator = True
+        url = self.emulator.url
+        # Every client of the process, the application's included, follows these: boto3 and
+        # aiobotocore read the first two, litellm the third.
+        self.environment.set("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
+        self.environment.set("AWS_ENDPOINT_URL_BEDROCK", url)
+        self.environment.set("AWS_BEDROCK_RUNTIME_ENDPOINT", url)
+        if not has_credentials():
+            self.environment.set("AWS_ACCESS_KEY_ID", "testing")
+            self.environment.set("AWS_SECRET_ACCESS_KEY", "testing")
+        if not (
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or settings.region
+        ):
+            self.environment.set("AWS_REGION", "us-east-1")
+            self.environment.set("AWS_DEFAULT_REGION", "us-east-1")
+        return self.emulator
+
     def start(self) -> None:
         """Start the embedded emulator when asked for and point the process at it."""
         from .clients import Clients, Target
 
         settings = self.settings
-        if settings.emulator:
-            # boto3 reads the AWS config files for every client, the application's too: a
-            # broken file or unknown profile would fail each test with a botocore traceback.
-            problem = aws_config_problem(settings.aws_profile)
-            if problem is not None:
-                raise pytest.UsageError(f"--bedrock-emulator: {problem}")
-            self.emulator = self._start_emulator()
-            if self.emulator is None:
-                raise pytest.UsageError(f"--bedrock-emulator: {self._emulator_problem}")
-            self._own_emulator = True
-            url = self.emulator.url
-            # Every client of the process, the application's included, follows these.
-            self.environment.set("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
-            self.environment.set("AWS_ENDPOINT_URL_BEDROCK", url)
-            if not has_credentials():
-                self.environment.set("AWS_ACCESS_KEY_ID", "testing")
-                self.environment.set("AWS_SECRET_ACCESS_KEY", "testing")
-            if not (
-                os.environ.get("AWS_REGION")
-                or os.environ.get("AWS_DEFAULT_REGION")
-                or settings.region
-            ):
-                self.environment.set("AWS_REGION", "us-east-1")
-                self.environment.set("AWS_DEFAULT_REGION", "us-east-1")
+        self.start_emulator()
         endpoint = self.emulator.url if self.emulator else settings.endpoint_url
         region = (
             settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")

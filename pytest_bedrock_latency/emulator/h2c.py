@@ -65,7 +65,8 @@ class _Connection:
         idle_timeout: float,
         max_body: int,
     ) -> None:
-        self.sock, self.rfile, self.serve = sock, rfile, serve
+        self.sock, self.serve = sock, serve
+        self.rfile: BufferedIOBase = rfile
         self.server_address, self.client_host = server_address, client_host
         self.idle_timeout, self.max_body = idle_timeout, max_body
         config = h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
@@ -156,7 +157,11 @@ class _Connection:
                 with self.cond:
                     busy = bool(self.in_flight or self.pending)
                 if busy:
-                    continue  # the client is waiting for answers, not idle
+                    # The client is waiting for answers, not idle. A socket file refuses every
+                    # read after a timeout, so read on through a new one (the old one's buffer
+                    # was empty: it timed out waiting for bytes).
+                    self.rfile = self.sock.makefile("rb")
+                    continue
                 self.close()
                 break
             except (OSError, ValueError):

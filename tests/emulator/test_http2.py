@@ -176,3 +176,12 @@ def test_a_protocol_error_is_a_goaway_and_the_server_keeps_serving(
     assert time.monotonic() - started < 3  # closed at once, not after the idle timeout
     assert h2client.post(f"{emulator.url}/model/test.fast/converse", json=BODY).status_code == 200
     assert emulator.errors == []
+
+
+def test_an_answer_slower_than_the_idle_timeout_is_not_cut(h2client: Any) -> None:
+    # Idle means "no request in flight": a client waiting for a slow answer is not idle.
+    profile = {"slow": {"family": "nova", "ttft_ms": 1200, "ms_per_token": 0, "answer_tokens": 3}}
+    with Emulator(profiles=profile, idle_timeout=0.3) as emu:
+        first = h2client.post(f"{emu.url}/model/slow/converse", json=BODY)
+        second = h2client.post(f"{emu.url}/model/slow/converse", json=BODY)
+    assert first.status_code == second.status_code == 200

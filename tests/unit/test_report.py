@@ -243,6 +243,8 @@ def test_json_document_keys_and_environment() -> None:
             "calls": 2,
             "input_tokens": 24,
             "output_tokens": 100,
+            "cache_read_input_tokens": 0,
+            "cache_write_input_tokens": 0,
             "cost_usd": None,
             "unpriced_calls": 2,
         }
