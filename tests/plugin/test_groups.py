@@ -94,3 +94,9 @@ def test_b(bedrock_model):
     result.stderr.fnmatch_lines(
         ["*group 'release': test_two.py::test_b and test_two.py::test_a disagree on max_verbosity*"]
     )
+
+
+def test_a_selection_keeps_the_verdict_over_the_selected_tests(suite: pytest.Pytester) -> None:
+    result = run(suite, "same", "--bedrock-regression-group", "release", "-k", "invoice or plan")
+    result.assert_outcomes(passed=3, deselected=1)
+    result.stdout.fnmatch_lines(["bedrock_regression[[]release[]] *pass"])
