@@ -197,7 +197,42 @@ class ResultCollector:
 
             finished.attempt(f"the step summary {summary} (GITHUB_STEP_SUMMARY)", append_summary)
             finished.messages.extend(report.github_annotations())
+        if settings.record_profiles is not None and not interrupted:
+            path_ = settings.record_profiles
+            finished.attempt(
+                f"the recorded profiles {path_} (--bedrock-record-profiles)",
+                lambda: self._record_profiles(path_, target),
+            )
         return finished
+
+    def _record_profiles(self, path: Path, target: Target | None) -> list[str]:
+        """Fit a profile per model to the session's calls and merge them into ``path``."""
+        import datetime
+
+        from . import __version__
+        from .recording import Failure, RecordError, fit_profiles, record_profiles
+
+        calls = [g for r in self.results.values() for g in r.calls]
+        failures = [
+            Failure(f.model_id, f.error_code, f.attempts, f.mid_stream)
+            for r in self.results.values()
+            for f in r.failures
+        ]
+        if not calls:
+            return [f"bedrock: no measured call to record profiles from; {path} left as it was"]
+        fits = fit_profiles(calls, failures, answers=self.settings.record_answers)
+        provenance = {
+            "recorded_at": datetime.datetime.now(datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "endpoint": target.kind if target else "none",
+            "region": (target.region if target else None) or "",
+            "plugin_version": __version__,
+        }
+        try:
+            return record_profiles(path, fits, provenance)
+        except RecordError as error:
+            raise OutputError(str(error)) from None
 
     def _finish_store(self, *, interrupted: bool) -> list[str]:
         from .baseline_store import BaselineFileError

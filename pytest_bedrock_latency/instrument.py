@@ -33,7 +33,7 @@ from botocore.response import StreamingBody
 from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from .instrument_httpx import HttpxPatch
-from .measurement import MEASURED_OPERATIONS, CallRecord, Clock, Coster
+from .measurement import MEASURED_HEADER, MEASURED_OPERATIONS, CallRecord, Clock, Coster
 
 # ContextVars belong at module level (one per process by design). They hold per-context
 # values, not shared state: the call in flight on this thread or task, for the
@@ -66,8 +66,18 @@ def _on_before_send(request: Any = None, **_: Any) -> None:
     """
     record = _CURRENT_CALL.get()
     if record is not None:
-        agent = getattr(request, "headers", {}).get("User-Agent")
+        headers = getattr(request, "headers", {})
+        agent = headers.get("User-Agent")
         record.attempt_sent(agent.decode() if isinstance(agent, bytes) else agent)
+        if _is_loopback(getattr(request, "url", "")):
+            # Unsigned, and only to a local endpoint: the measuring proxy then knows this
+            # call is measured here already and does not count it twice.
+            headers[MEASURED_HEADER] = "1"
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def error_details(error: BaseException) -> tuple[str, str, int | None]:

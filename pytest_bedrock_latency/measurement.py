@@ -34,6 +34,10 @@ MEASURED_OPERATIONS = frozenset(
 )
 STREAMING_OPERATIONS = frozenset({"ConverseStream", "InvokeModelWithResponseStream"})
 
+#: The header a request measured in-process carries to a loopback endpoint, so the
+#: measuring proxy (``emulator/proxy.py``) forwards it without counting the call twice.
+MEASURED_HEADER = "x-bedrock-latency-measured"
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -47,6 +51,10 @@ class Generation:
     ``cache_write_input_tokens`` are prompt-caching usage (``None`` when Bedrock sends
     none); ``input_tokens`` excludes them, as Bedrock counts it. ``cost_usd`` is what the
     call cost at the run's prices (``None`` when the model has no price).
+    ``prompt_sha`` identifies the request's prompt without its text (the emulator's own
+    prompt hash, so a recorded profile's per-prompt entries match what the emulator sees;
+    ``None`` when the request has no recognisable prompt); ``chunks`` is the number of
+    content events of a stream (``None`` for non-streaming calls).
 
     Its repr shows the answer's length, not the answer (``text=<118 chars>``), so a
     failing ``assert answer.output_tokens < 3`` does not print the answer into the
@@ -73,6 +81,8 @@ class Generation:
     cache_read_input_tokens: int | None = None
     cache_write_input_tokens: int | None = None
     cost_usd: float | None = None
+    prompt_sha: str | None = None
+    chunks: int | None = None
     # Keyword-only, so fields added later never have to come before it.
     text_in_repr: bool = field(default=False, kw_only=True, repr=False, compare=False)
 
@@ -182,6 +192,7 @@ class CallRecord:
         self._native = NativeStream()
         self._body = bytearray()
         self.coster: Coster | None = None  # set by the instrumentation when prices are known
+        self._prompt_sha: str | bool | None = False  # False: not computed yet
 
     # -- per attempt ---------------------------------------------------------------------
     def attempt_sent(self, user_agent: str | None = None) -> None:
@@ -355,7 +366,17 @@ class CallRecord:
             else replace(generation, cost_usd=self.coster(generation))
         )
 
+    @property
+    def prompt_sha(self) -> str | None:
+        """The request's prompt hash (computed once, on first use)."""
+        if self._prompt_sha is False:
+            from .promptkey import request_prompt_sha
+
+            self._prompt_sha = request_prompt_sha(self.model_id, self.operation, self.request)
+        return self._prompt_sha if isinstance(self._prompt_sha, str) else None
+
     def _figures(self, text_in_repr: bool) -> Generation:
+        sha = self.prompt_sha
         with self._lock:
             end = self.last_event_at if self.last_event_at is not None else self.sent_at
             total = (end - self.sent_at) * 1000.0
@@ -385,6 +406,8 @@ class CallRecord:
                 started_at=self.started_at,
                 cache_read_input_tokens=answer.cache_read_input_tokens,
                 cache_write_input_tokens=answer.cache_write_input_tokens,
+                prompt_sha=sha,
+                chunks=answer.content_events if self.operation in STREAMING_OPERATIONS else None,
                 text_in_repr=text_in_repr,
             )
 

@@ -40,8 +40,11 @@ def _ratio(m: MetricVerdict) -> str:
     return f"x{m.estimate:.2f} [{m.low:.2f}, {m.high:.2f}]"
 
 
-def _cost(value: float | None) -> str:
-    return "no price" if value is None else format_usd(value)
+def _cost(value: float | None, unpriced: int = 0) -> str:
+    """A cost cell; "≥" when some of the calls it adds up had no price (at least that much)."""
+    if value is None:
+        return "no price"
+    return ("≥" if unpriced else "") + format_usd(value)
 
 
 def _short_test(nodeid: str, width: int = 60) -> str:
@@ -85,7 +88,7 @@ class Report:
                     _num(result.figure("ms_per_token", 90)),
                     _num(result.figure("output_tokens", 50), 0),
                     _num(result.figure("output_tokens", 100), 0),
-                    _cost(result.cost_usd),
+                    _cost(result.cost_usd, unpriced_calls(result.spend)),
                     result.verdict,
                 ]
             )
@@ -171,7 +174,7 @@ class Report:
                     _ratio(m),
                 ]
             verdict = "FAIL" if gate.failed else ("pass (marginal)" if gate.marginal else "pass")
-            cells += [len(gate.pairs), _cost(gate.cost_usd), verdict]
+            cells += [len(gate.pairs), _cost(gate.cost_usd, gate.unpriced_calls), verdict]
             rows.append(cells)
         return rows
 
@@ -285,7 +288,7 @@ class Report:
                 _num(r.figure("ttft_ms", 50)),
                 _num(r.figure("ms_per_token", 50)),
                 _num(r.figure("output_tokens", 50), 0),
-                _cost(r.cost_usd),
+                _cost(r.cost_usd, unpriced_calls(r.spend)),
                 _verdict_icon(r),
             ]
             for r in measured

@@ -78,6 +78,25 @@ class Spend:
         return cls(**fields_)
 
 
+@dataclass(frozen=True)
+class FailedCall:
+    """A call Bedrock (or the transport) failed: which model, Bedrock's error code, and
+    whether it failed mid-stream (after the response headers) rather than up front."""
+
+    model_id: str
+    error_code: str
+    attempts: int = 1
+    mid_stream: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "error_code": self.error_code,
+            "attempts": self.attempts,
+            "mid_stream": self.mid_stream,
+        }
+
+
 def merge_spend(*spends: Mapping[str, Spend]) -> dict[str, Spend]:
     total: dict[str, Spend] = {}
     for spend in spends:
@@ -110,6 +129,7 @@ class TestResult:
     failed_calls: int = 0
     regression: RegressionResult | None = None
     spend: Mapping[str, Spend] = field(default_factory=dict)
+    failures: Sequence[FailedCall] = ()
     #: Calls of the test that have no figures, each with why: abandoned streams, and
     #: requests the emulator served that no instrumented client made.
     unmeasured: Sequence[str] = ()
@@ -167,6 +187,7 @@ class TestResult:
             "spend": {m: s.to_json() for m, s in self.spend.items()},
             "cost_usd": self.cost_usd,
             "unpriced_calls": unpriced_calls(self.spend),
+            "failures": [f.to_json() for f in self.failures],
             "unmeasured": list(self.unmeasured),
         }
 
@@ -186,5 +207,6 @@ class TestResult:
             if data.get("regression")
             else None,
             spend={m: Spend.from_json(s) for m, s in data.get("spend", {}).items()},
+            failures=tuple(FailedCall(**f) for f in data.get("failures", [])),
             unmeasured=tuple(data.get("unmeasured", ())),
         )

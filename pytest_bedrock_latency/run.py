@@ -250,17 +250,29 @@ class TestRun:
         return outcome.lines
 
     def result(self, outcome: str) -> TestResult:
-        from .results import Spend, TestResult, merge_spend
+        from .results import FailedCall, Spend, TestResult, merge_spend
 
         records = self.snapshot()
         calls = [r.generation() for r in records if r.complete]
+        failures = tuple(
+            FailedCall(
+                r.model_id,
+                str(r.error_code),
+                max(r.attempts, 1),
+                # Response headers arrived, so the stream broke after it began.
+                mid_stream=r.streaming and r.last_event_at is not None,
+            )
+            for r in records
+            if r.state == "error"
+        )
         return TestResult(
             nodeid=self.nodeid,
             outcome=outcome,
             bounds=self.bounds.to_json(),
             calls=calls,
             checks=tuple(self.checks),
-            failed_calls=sum(1 for r in records if r.state == "error"),
+            failed_calls=len(failures),
+            failures=failures,
             regression=self.regression,
             spend=merge_spend(Spend.of(calls), Spend.of(self.gate_calls)),
             unmeasured=tuple(self.notes()),

@@ -126,10 +126,21 @@ class BedrockSession:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the embedded emulator when asked for, and open the stored baselines."""
+        self.target.on_proxy_call = self._proxy_call
         self.target.start()
         if self.target.emulator is not None and self.settings.emulator:
             self.go_offline(self.target, self.instrumentation)
         self.collector.store = open_store(self.settings)
+
+    def _proxy_call(self, record: CallRecord) -> None:
+        """A call the measuring proxy received: it belongs to the test running now."""
+        run = self.current
+        if run is None:
+            return  # between tests (a service warming up): not any test's call
+        pricing = self.instrumentation.pricing
+        if pricing is not None:
+            record.coster = pricing(self.settings.region)
+        run.add(record)
 
     @staticmethod
     def go_offline(target: BedrockTarget, instrumentation: Instrumentation) -> None:
@@ -346,7 +357,11 @@ class BedrockSession:
         if run is not None:
             if report.when == "call":
                 self._count_cost(run)  # a test whose body failed never reached check()
-            attach_result(run, item, report, include_text=self.settings.report_text)
+            settings = self.settings
+            # Recorded answers need the texts in the controller; the JSON report still
+            # writes them only with --bedrock-report-text.
+            answers = settings.record_answers and settings.record_profiles is not None
+            attach_result(run, item, report, include_text=settings.report_text or answers)
 
     def collect(self, report: pytest.TestReport) -> None:
         """Keep a result that arrived with a report (from this process or a worker)."""

@@ -153,6 +153,16 @@ def _url(raw: str) -> str:
     return value
 
 
+def _proxy_upstream(raw: str) -> str:
+    value = raw.strip()
+    if value == "aws":
+        return value
+    try:
+        return _url(value)
+    except ValueError:
+        raise ValueError(f"must be 'aws' or an http(s) URL, got {raw!r}") from None
+
+
 def _policy(raw: str) -> str:
     value = raw.strip().lower()
     if value not in POLICIES:
@@ -357,6 +367,27 @@ OPTIONS: tuple[Option, ...] = (
         is_path=True,
         metavar="DIR",
     ),
+    Option(
+        "record_profiles",
+        "at the end, write emulator profiles fitted from the session's calls to this TOML file "
+        "(an existing file is merged per model)",
+        is_path=True,
+        metavar="PATH",
+    ),
+    Option(
+        "record_answers",
+        "with --bedrock-record-profiles: store each prompt's answer text in the file too",
+        parse=_bool,
+        default=False,
+        flag_only=True,
+    ),
+    Option(
+        "proxy",
+        "start the measuring proxy to UPSTREAM ('aws' or a URL) and point subprocesses at it "
+        "(AWS_ENDPOINT_URL_BEDROCK_RUNTIME, AWS_ENDPOINT_URL_BEDROCK)",
+        parse=_proxy_upstream,
+        metavar="UPSTREAM",
+    ),
 )
 
 
@@ -388,6 +419,9 @@ class Settings:
     timeout: float | None = None
     require: bool = False
     plot: Path | None = None
+    record_profiles: Path | None = None
+    record_answers: bool = False
+    proxy: str | None = None
 
 
 def add_options(parser: OptionParser) -> None:
@@ -507,8 +541,8 @@ def check_outputs(
 
     A directory where a file is needed (or a file where a directory is), a parent that
     cannot be created or written, two outputs on one path, and an output on one of the
-    run's inputs (the baseline file, the emulator's profiles) would each lose the run's
-    results at its end. ``others`` are pytest's own outputs (``--junitxml``) by flag: only
+    run's inputs (the baseline file, the emulator's profiles, the price file) would each
+    lose the run's results at its end. ``others`` are pytest's own outputs (``--junitxml``) by flag: only
     checked for a clash with the plugin's.
 
     Raises:
@@ -537,6 +571,7 @@ def check_outputs(
     inputs = {
         "--bedrock-baseline-file": settings.baseline_file,
         "--bedrock-emulator-profiles": settings.emulator_profiles,
+        "--bedrock-prices": settings.prices,
     }
     # pytest's own outputs are pytest's to check; here they only must not clash with ours.
     outputs = {**(others or {}), **files}

@@ -28,6 +28,7 @@ NOT_FOUND_HINT = (
 if TYPE_CHECKING:
     from .clients import Clients, Target
     from .emulator import Emulator
+    from .emulator.proxy import Proxy
     from .handle import ModelHandle
     from .instrument import Instrumentation
     from .measurement import CallRecord
@@ -91,6 +92,9 @@ class BedrockTarget:
         self._problems: list[str] | None = None
         self._emulator_problem = ""
         self._lock = threading.Lock()
+        self.proxy: Proxy | None = None
+        #: Receives each call the proxy measures, when its request arrives.
+        self.on_proxy_call: Callable[[CallRecord], None] | None = None
         #: Clients that were aimed elsewhere and sent to the emulator instead (offline runs).
         self.redirected: list[str] = []
 
@@ -140,6 +144,8 @@ class BedrockTarget:
 
         settings = self.settings
         self.start_emulator()
+        if settings.proxy is not None:
+            self._start_proxy(settings.proxy)
         endpoint = self.emulator.url if self.emulator else settings.endpoint_url
         region = (
             settings.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
@@ -192,9 +198,26 @@ class BedrockTarget:
             self._emulator_problem = str(error)
             return None
 
+    def _start_proxy(self, upstream: str) -> None:
+        """Start the measuring proxy and point the environment (subprocesses) at it."""
+        from .emulator.proxy import Proxy, ProxyError
+
+        try:
+            proxy = Proxy(upstream, on_call=self.on_proxy_call, region=self.settings.region)
+            proxy.check_upstream()
+            self.proxy = proxy.start()
+        except ProxyError as error:
+            raise pytest.UsageError(f"--bedrock-proxy: {error}") from None
+        # Set after the emulator's: a service the suite starts goes through the proxy.
+        self.environment.set("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", self.proxy.url)
+        self.environment.set("AWS_ENDPOINT_URL_BEDROCK", self.proxy.url)
+
     def stop(self) -> None:
         """Restore the environment and stop an emulator this session started."""
         self.environment.restore()
+        if self.proxy is not None:
+            self.proxy.stop()
+            self.proxy = None
         if self.emulator is not None and self._own_emulator:
             self.emulator.stop()
         self.emulator = None

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from ..measurement import CallRecord
 from .profiles import ProfileError
 from .server import Emulator
 
@@ -58,7 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="TOML profile file (default: the shipped default profiles)",
     )
+    parser.add_argument(
+        "--upstream",
+        metavar="UPSTREAM",
+        default=None,
+        help="be the measuring proxy instead: forward every request to Amazon Bedrock ('aws', "
+        "re-signed with the local AWS credentials) or to a URL, and print each call's timing",
+    )
     args = parser.parse_args(argv)
+    if args.upstream is not None:
+        return _proxy(args.upstream, args.host, args.port, args.idle_timeout)
     try:
         emulator = Emulator(
             profiles=args.profiles, host=args.host, port=args.port, idle_timeout=args.idle_timeout
@@ -90,6 +100,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
     finally:
         emulator.stop()
+    return 0
+
+
+def _call_line(record: CallRecord) -> str:
+    """One line per measured call: what and how fast (never the prompt or the answer)."""
+    if record.state == "error":
+        return f"{record.operation} {record.model_id}: {record.error_code}"
+    g = record.generation()
+    parts = [f"{g.operation} {g.model_id}:"]
+    if g.ttft_ms is not None:
+        parts.append(f"TTFT {g.ttft_ms:.1f} ms")
+    if g.ms_per_token is not None:
+        parts.append(f"{g.ms_per_token:.2f} ms/token")
+    parts.append(f"total {g.total_ms:.1f} ms, {g.input_tokens} in / {g.output_tokens} out tokens")
+    return " ".join(parts)
+
+
+def _proxy(upstream: str, host: str, port: int, idle_timeout: float) -> int:
+    from .proxy import Proxy, ProxyError
+
+    if host not in ("127.0.0.1", "localhost"):
+        print("bedrock-emulator: --upstream binds 127.0.0.1 only (--host)", file=sys.stderr)
+        return 2
+    try:
+        proxy = Proxy(
+            upstream,
+            port=port,
+            idle_timeout=idle_timeout,
+            on_done=lambda record: print(_call_line(record), flush=True),
+        )
+        proxy.check_upstream()
+        proxy.start()
+    except ProxyError as exc:
+        print(f"bedrock-emulator: --upstream: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    print(f"Bedrock measuring proxy to {upstream} listening on {proxy.url}")
+    print(f"export AWS_ENDPOINT_URL_BEDROCK_RUNTIME={proxy.url}")
+    print(f"export AWS_ENDPOINT_URL_BEDROCK={proxy.url}")
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        proxy.stop()
     return 0
 
 

@@ -6,6 +6,7 @@ the prompt and the sample number, so a rerun of a suite sees the same answers an
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from .profiles import Profile
 from .reasoning import reasoning_token_count, signature
 from .request_features import NO_FEATURES, Features
 from .schedule import chunk_boundaries, chunk_offsets, prefill_ttft_ms, token_offsets
-from .textgen import derive_rng, generate_words, lognormal_factor
+from .textgen import derive_rng, generate_words, lognormal_factor, prompt_sha
 from .tooluse import (
     ToolCall,
     choose_tool,
@@ -61,6 +62,24 @@ class AnswerPlan:
     guardrail: str | None = None  # "input" or "output" when a guardrail intervened
 
 
+@dataclass(frozen=True)
+class _Part:
+    """One block while planning: its tokens, its delta pieces and where each piece ends."""
+
+    kind: str
+    tokens: int
+    pieces: list[str]
+    ends: list[int]  # token count within the block after each piece
+    text: str
+
+
+def _words_part(kind: str, words: list[str], per_chunk: int, joiner: str = " ") -> _Part:
+    bounds = chunk_boundaries(len(words), per_chunk)
+    lead = joiner  # a delta after the first starts with the separator
+    pieces = [(lead if a else "") + joiner.join(words[a:b]) for a, b in bounds]
+    return _Part(kind, len(words), pieces, [b for _, b in bounds], joiner.join(words))
+
+
 def plan_answer(
     profile: Profile,
     model_id: str,
@@ -95,17 +114,31 @@ def plan_answer(
     u_throttle, u_not_ready, u_outlier, u_stream, u_pos = (rng.random() for _ in range(5))
     sample_factor = lognormal_factor(rng, profile.answer_tokens_spread)
     n = max(1, round(profile.answer_tokens * prompt_factor * sample_factor))
+    # A recorded prompt is answered as it was when recorded: its length, its stop reason,
+    # and (recorded with answers) its text, cut into that many tokens.
+    entry = profile.prompt(prompt_sha(req.prompt)) if profile.prompts else None
+    if entry is not None:
+        n = entry.answer_tokens
     cap = profile.max_output_tokens
     if req.max_tokens is not None:
         cap = min(cap, req.max_tokens)
     # Words past the cap are never sent, so they are never generated (a huge answer_tokens
     # costs nothing); the look-ahead still finds a stop sequence that starts before the cap.
     lookahead = max((len(s.split()) for s in req.stop_sequences), default=0) + 1
-    words = generate_words(model_id, req.prompt, sample, min(n, cap + lookahead))
+    recorded_text = entry.answer_text if entry is not None else None
+    if recorded_text is not None:
+        words = _pieces(recorded_text, n)
+    else:
+        words = generate_words(model_id, req.prompt, sample, min(n, cap + lookahead))
 
     stop_reason, stop_sequence = "end_turn", None
+    if entry is not None and entry.stop_reason in ("max_tokens", "stop_sequence") and n <= cap:
+        stop_reason = entry.stop_reason
+        if stop_reason == "stop_sequence":
+            stop_sequence = req.stop_sequences[0] if req.stop_sequences else None
+            stop_reason = "stop_sequence" if stop_sequence is not None else "end_turn"
     stop_words: list[str] | None = None
-    if req.stop_sequences:
+    if req.stop_sequences and entry is None:
         full = " ".join(words)
         hits = [(full.find(s), s) for s in req.stop_sequences if s in full]
         if hits:
@@ -172,47 +205,31 @@ def plan_answer(
         profile.cached_prefill_factor,
     )
     per_chunk = profile.tokens_per_chunk
-    # (kind, tokens, pieces, per-piece token ends within the block)
-    parts: list[tuple[str, int, list[str], list[int], str]] = []
+    parts: list[_Part] = []
     if n_reasoning:
         thought = generate_words(model_id + "#reasoning", req.prompt, sample, n_reasoning)
-        rb = chunk_boundaries(n_reasoning, per_chunk)
-        parts.append(
-            (
-                "reasoning",
-                n_reasoning,
-                [(" " if a else "") + " ".join(thought[a:b]) for a, b in rb],
-                [b for _, b in rb],
-                " ".join(thought),
-            )
-        )
+        parts.append(_words_part("reasoning", thought, per_chunk))
     if words or (call is None and not n_reasoning):
-        tb = chunk_boundaries(len(words), per_chunk)
-        parts.append(
-            (
-                "text",
-                len(words),
-                [(" " if a else "") + " ".join(words[a:b]) for a, b in tb],
-                [b for _, b in tb],
-                " ".join(words),
-            )
-        )
+        # Recorded pieces carry their own spacing; generated words are joined by spaces.
+        joiner = "" if recorded_text is not None and guardrail is None else " "
+        parts.append(_words_part("text", words, per_chunk, joiner))
     if call is not None:
         text = call.input_json()
         n_tool = json_tokens(text)
         pieces = json_fragments(text, math.ceil(n_tool / per_chunk))
         ends = [round(n_tool * (i + 1) / len(pieces)) for i in range(len(pieces))]
-        parts.append(("tool_use", n_tool, pieces, ends, text))
-    total = sum(p[1] for p in parts)
+        parts.append(_Part("tool_use", n_tool, pieces, ends, text))
+    total = sum(p.tokens for p in parts)
     tokens = token_offsets(ttft * factor, profile.ms_per_token * factor, total, profile.jitter, rng)
     bounds: list[tuple[int, int]] = []
     delta_blocks: list[int] = []
     all_pieces: list[str] = []
     blocks: list[Block] = []
     start = 0
-    for index, (kind, n_block, pieces, ends, text) in enumerate(parts):
+    for index, part in enumerate(parts):
+        kind, n_block, pieces, text = part.kind, part.tokens, part.pieces, part.text
         previous = start
-        for piece, end in zip(pieces, ends, strict=True):
+        for piece, end in zip(pieces, part.ends, strict=True):
             bounds.append((previous, start + end))
             previous = start + end
             delta_blocks.append(index)
@@ -253,3 +270,15 @@ def plan_answer(
         output_tokens=total,
         guardrail=guardrail,
     )
+
+
+def _pieces(text: str, n: int) -> list[str]:
+    """``text`` cut into ``n`` consecutive, nearly equal pieces (its tokens, for replay);
+    joined they give ``text`` back."""
+    if n <= 1 or len(text) <= 1:
+        return [text] + [""] * max(0, n - 1)
+    cuts = [0]
+    for i in range(1, n):
+        cuts.append(max(cuts[-1], round(i * len(text) / n)))
+    cuts.append(len(text))
+    return [text[a:b] for a, b in itertools.pairwise(cuts)]

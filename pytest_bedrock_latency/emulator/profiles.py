@@ -18,6 +18,17 @@ A profile file looks like::
 
 Field values are resolved as: built-in defaults, then ``[defaults]``, then the ``like``
 chain (root first), then the profile's own fields.
+
+A model may carry per-prompt entries, keyed by the emulator's prompt hash (never the
+text; ``textgen.prompt_sha``), which a recorded profile file fills in::
+
+    [models."support-v3".prompts]
+    "3f2a9c0d1e4b5a67" = { answer_tokens = 212, stop_reason = "end_turn" }
+
+A request whose prompt has an entry is answered with exactly that many tokens (and that
+entry's ``answer_text``, when it was recorded with answers). A ``[provenance]`` table (what
+the plugin's recorder writes: where and when each model was recorded) is accepted and not
+interpreted.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +58,7 @@ __all__ = [
     "ProfileError",
     "ProfileSet",
     "ProfileSource",
+    "PromptEntry",
     "default_profiles_path",
     "load_profiles",
 ]
@@ -80,6 +93,7 @@ FIELDS: tuple[str, ...] = (
     "guardrail_intervention_rate",
     "max_output_tokens",
     "seed",
+    "prompts",
 )
 
 #: Defaults applied before a file's ``[defaults]`` table.
@@ -108,6 +122,7 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "guardrail_intervention_rate": 0.0,
     "max_output_tokens": 65536,
     "seed": 0,
+    "prompts": (),
 }
 
 # (kind, description used in error messages). Kinds: "nonneg" number >= 0, "pos" number > 0,
@@ -165,6 +180,72 @@ class ProfileError(ValueError):
     """A profile file or dict is invalid. The message names the source, model key and field."""
 
 
+#: Stop reasons a per-prompt entry may replay (the Converse vocabulary).
+PROMPT_STOP_REASONS: tuple[str, ...] = ("end_turn", "max_tokens", "stop_sequence", "tool_use")
+_PROMPT_KEY = re.compile(r"^[0-9a-f]{16}$")
+_PROMPT_FIELDS = ("answer_tokens", "stop_reason", "answer_text")
+
+
+@dataclass(frozen=True)
+class PromptEntry:
+    """How one prompt (by its hash) was answered when the profile was recorded."""
+
+    sha: str
+    answer_tokens: int
+    stop_reason: str | None = None
+    answer_text: str | None = None
+
+    def to_toml(self) -> dict[str, Any]:
+        """The entry as its profile-file table."""
+        out: dict[str, Any] = {"answer_tokens": self.answer_tokens}
+        if self.stop_reason is not None:
+            out["stop_reason"] = self.stop_reason
+        if self.answer_text is not None:
+            out["answer_text"] = self.answer_text
+        return out
+
+
+def _check_prompts(where: str, value: Any) -> tuple[PromptEntry, ...]:
+    """Validate a ``prompts`` table ({sha: {answer_tokens, stop_reason, answer_text}})."""
+    if isinstance(value, tuple) and all(isinstance(e, PromptEntry) for e in value):
+        return value  # already validated (Profile.fields() handed back)
+    if not isinstance(value, Mapping):
+        raise ProfileError(
+            f'{where}: field "prompts" must be a table of prompt hashes (got {_repr(value)})'
+        )
+    entries = []
+    for sha, entry in value.items():
+        at = f'{where}: prompts."{sha}"'
+        if not isinstance(sha, str) or not _PROMPT_KEY.match(sha):
+            raise ProfileError(
+                f"{at}: a prompt key must be 16 lowercase hex digits (a prompt hash)"
+            )
+        if not isinstance(entry, Mapping):
+            raise ProfileError(f"{at}: must be a table of fields (got {_repr(entry)})")
+        unknown = [k for k in entry if k not in _PROMPT_FIELDS]
+        if unknown:
+            raise ProfileError(
+                f'{at}: unknown field "{unknown[0]}" (allowed: {", ".join(_PROMPT_FIELDS)})'
+            )
+        tokens = entry.get("answer_tokens")
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or not 1 <= tokens <= 1e9:
+            raise ProfileError(
+                f'{at}: field "answer_tokens" must be an integer from 1 to 1e+09 '
+                f"(got {_repr(tokens)})"
+            )
+        reason = entry.get("stop_reason")
+        if reason is not None and reason not in PROMPT_STOP_REASONS:
+            raise ProfileError(
+                f'{at}: field "stop_reason" must be one of {", ".join(PROMPT_STOP_REASONS)} '
+                f"(got {_repr(reason)})"
+            )
+        text = entry.get("answer_text")
+        if text is not None and not isinstance(text, str):
+            raise ProfileError(f'{at}: field "answer_text" must be a string (got {_repr(text)})')
+        entries.append(PromptEntry(sha, tokens, reason, text))
+    return tuple(sorted(entries, key=lambda e: e.sha))
+
+
 @dataclass(frozen=True)
 class Profile:
     """The fully resolved timing and verbosity behaviour of one emulated model."""
@@ -194,10 +275,22 @@ class Profile:
     guardrail_intervention_rate: float
     max_output_tokens: int
     seed: int
+    prompts: tuple[PromptEntry, ...] = ()
+    _by_sha: Mapping[str, PromptEntry] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_sha", {e.sha: e for e in self.prompts})
+
+    def prompt(self, sha: str) -> PromptEntry | None:
+        """The per-prompt entry for the prompt hash ``sha``, if the profile has one."""
+        return self._by_sha.get(sha)
 
     def fields(self) -> dict[str, Any]:
         """The field values (without ``key``), suitable for re-validation with overrides."""
-        out = dataclasses.asdict(self)
+        # Shallow: per-prompt entries stay PromptEntry objects, which re-validate as they are.
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         del out["key"]
         return out
 
@@ -223,6 +316,8 @@ def _check_field(where: str, name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise fail("a string naming another model key")
         return value
+    if name == "prompts":
+        return _check_prompts(where, value)
     if name == "family":
         if value not in FAMILIES:
             raise fail("one of " + ", ".join(FAMILIES))
@@ -374,14 +469,17 @@ def default_profiles_path() -> Path:
 
 def _from_document(doc: Mapping[str, Any], source: str) -> ProfileSet:
     if "models" in doc and isinstance(doc["models"], Mapping):
-        unknown = [k for k in doc if k not in ("defaults", "models")]
+        unknown = [k for k in doc if k not in ("defaults", "models", "provenance")]
         if unknown:
             raise ProfileError(
-                f'{source}: unknown top-level table "{unknown[0]}" (allowed: defaults, models)'
+                f'{source}: unknown top-level table "{unknown[0]}" '
+                "(allowed: defaults, models, provenance)"
             )
+        if not isinstance(doc.get("provenance", {}), Mapping):
+            raise ProfileError(f"{source}: [provenance] must be a table")
         return ProfileSet(doc["models"], doc.get("defaults"), source)
     # Flat form: {model_id: fields, ..., "defaults": {...}}.
-    models = {k: v for k, v in doc.items() if k != "defaults"}
+    models = {k: v for k, v in doc.items() if k not in ("defaults", "provenance")}
     return ProfileSet(models, doc.get("defaults"), source)
 
 

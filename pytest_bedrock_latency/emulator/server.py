@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from . import families
@@ -181,6 +181,18 @@ _LENGTH = re.compile(r"\s*(\d{1,12})\s*")
 _CHUNK_SIZE = re.compile(rb"\s*([0-9A-Fa-f]{1,8})\s*(;[^\r\n]*)?")
 
 
+class Backend(Protocol):
+    """What the transport serves requests with: the emulator, or the measuring proxy."""
+
+    def _handle(self, out: Responder, request: HttpRequest, t0: float, received_at: float) -> bool:
+        """Answer one request; False when the backend faulted (the connection then closes)."""
+
+    def _fault(
+        self, exc: BaseException, method: str, target: str, out: Responder | None = None
+    ) -> None:
+        """Keep an exception raised outside a request's own handling."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Keep-alive connections must not block shutdown.
@@ -188,7 +200,7 @@ class _Server(ThreadingHTTPServer):
     # socketserver's default backlog of 5 refuses connections under a burst of clients.
     request_queue_size = 1024
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator, idle_timeout: float) -> None:
+    def __init__(self, address: tuple[str, int], emulator: Backend, idle_timeout: float) -> None:
         self.emulator = emulator
         self.idle_timeout = idle_timeout
         self.open_sockets: set[socket.socket] = set()

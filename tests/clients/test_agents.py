@@ -212,3 +212,41 @@ def test_langchain_structured_output_and_bind_tools(bedrock_pytester: BedrockPyt
         """,
     )
     result.assert_outcomes(passed=3)
+
+
+@needs("langchain_aws")
+def test_langchain_native_anthropic_tools(bedrock_pytester: BedrockPytester) -> None:
+    """ChatBedrock speaks InvokeModel with Anthropic's native body: tool_use blocks."""
+    result = run(
+        bedrock_pytester,
+        """
+        from langchain_aws import ChatBedrock
+
+        from agent_models import Forecast, check_measured
+
+
+        def chat():
+            return ChatBedrock(
+                model_id="anthropic.claude-3-haiku-20240307-v1:0",
+                region_name="us-east-1",
+                model_kwargs={"max_tokens": 500},
+            )
+
+
+        def test_with_structured_output(bedrock_calls):
+            forecast = chat().with_structured_output(Forecast).invoke("Forecast for Madrid")
+            assert isinstance(forecast, Forecast)
+            check_measured(bedrock_calls, "InvokeModel", "InvokeModelWithResponseStream")
+
+
+        def test_bind_tools_stream(bedrock_calls):
+            model = chat().bind_tools([Forecast], tool_choice="Forecast")
+            merged = None
+            for chunk in model.stream("Madrid?"):
+                merged = chunk if merged is None else merged + chunk
+            (call,) = merged.tool_calls
+            Forecast.model_validate(call["args"])
+            check_measured(bedrock_calls, "InvokeModelWithResponseStream")
+        """,
+    )
+    result.assert_outcomes(passed=2)

@@ -10,6 +10,7 @@ installs them; aioboto3 pins its own botocore and runs in its own environment in
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,13 @@ def test_every_client_is_measured_and_right(
     pytester.makefile(".toml", profiles=PROFILES)
     figures = pytester.path / "figures.jsonl"
     monkeypatch.setenv("MATRIX_FIGURES", str(figures))
+    # 3 % is the claim, on a machine with a core to spare. When more processes want to run
+    # than there are cores (CI's run under background load), a thread that should read a
+    # token waits for a core for milliseconds: then 10 %, said in the output, still tells a
+    # wrong definition (a TTFT taken at the wrong event is off by 50 % or more) from noise.
+    tolerance = 0.10 if _busy() else 0.03
+    monkeypatch.setenv("MATRIX_TOLERANCE", str(tolerance))
+    print(f"client matrix: tolerance {tolerance:.0%} (load {os.getloadavg()[0]:.1f})")
     # litellm fetches a price list from the internet at import unless told not to.
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -114,6 +122,16 @@ def test_every_client_is_measured_and_right(
             assert "is not installed" in why, (row, why)
         else:
             assert row in measured, row
+
+
+def _busy() -> bool:
+    """More runnable processes than cores: now (/proc/loadavg) or over the last minute."""
+    cores = os.cpu_count() or 1
+    try:  # "0.52 0.58 0.59 3/512 4242": the fourth field counts the runnable ones now
+        runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        runnable = 0
+    return runnable - 1 >= cores or os.getloadavg()[0] > cores  # - 1: this process
 
 
 def _outcomes(junit: Path) -> dict[str, tuple[str, str]]:

@@ -683,6 +683,8 @@ def test_generation_is_frozen_with_the_documented_fields() -> None:
         "cache_read_input_tokens",
         "cache_write_input_tokens",
         "cost_usd",
+        "prompt_sha",
+        "chunks",
         "text_in_repr",
     ]
     with pytest.raises(dataclasses.FrozenInstanceError):

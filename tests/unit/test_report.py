@@ -332,6 +332,7 @@ def test_cost_per_test_per_call_and_in_total() -> None:
 def test_unpriced_calls_are_counted_never_priced_at_zero() -> None:
     mixed = result(calls=(priced(0.001), priced(None, model_id=ARN)))
     assert mixed.cost_usd == 0.001
+    assert "≥$0.001 " in report(mixed).terminal_lines()[2]  # at least that much
     line = report(mixed).spend_line()
     assert "support-v3 1 calls, 12 in / 40 out tokens, no price" in line
     assert line.endswith("— $0.001 total + 1 call(s) with no price")

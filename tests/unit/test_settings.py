@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -423,5 +424,8 @@ def test_check_outputs_refuses_an_output_over_an_input_or_another_output(tmp_pat
         check_outputs(
             _outputs(tmp_path, report=tmp_path / "x.xml"), others={"--junitxml": tmp_path / "x.xml"}
         )
+    prices = tmp_path / "prices.toml"
+    with pytest.raises(SettingsError, match="would overwrite the --bedrock-prices file"):
+        check_outputs(replace(_outputs(tmp_path, report=prices), prices=prices))
     # Recording writes the baseline itself: that is not a clash.
     check_outputs(_outputs(tmp_path, update_baseline=True))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 RUNTIME_OPERATIONS = {"Converse", "ConverseStream", "InvokeModel", "InvokeModelWithResponseStream"}
-TOLERANCE = 0.03
+TOLERANCE = float(os.environ.get("MATRIX_TOLERANCE", "0.03"))
 QUESTION = "How do I reset my password?"
 REGION = "us-east-1"
 
@@ -83,6 +83,8 @@ def measured(
             out.write(json.dumps(row) + "\n")
         for name in figures:
             observed, truth = row[name], row["truth_" + name]
-            assert _close(observed, truth), f"{name} {observed:.2f}, the emulator's {truth:.2f}"
+            assert _close(observed, truth), (
+                f"{name} {observed:.2f}, the emulator's {truth:.2f} (tolerance {TOLERANCE:.0%})"
+            )
 
     return check
