@@ -359,7 +359,7 @@ class TestStoredBaselines:
         ("max_verbosity='1.2'", "*max_verbosity must be a number, got '1.2' (str)*"),
         (
             "tolerance=1.1",
-            "*unknown argument 'tolerance' (allowed: max_slowdown, max_verbosity, max_ttft_slowdown, budget, policy)*",
+            "*unknown argument 'tolerance' (allowed: max_slowdown, max_verbosity, max_ttft_slowdown, budget, policy, group)*",
         ),
     ],
 )
