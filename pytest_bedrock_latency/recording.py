@@ -78,6 +78,7 @@ _OUTLIER_SPREADS = 5.0
 _OUTLIER_MIN_RATIO = 1.5
 _MAX_SLOPE_POINTS = 300  # Theil-Sen is quadratic; a larger recording is thinned evenly
 _MAD_TO_SIGMA = 1.4826
+_MIN_INPUT_SPAN_K = 0.5  # thousands of input tokens between the shortest and longest prompt
 
 
 @dataclass(frozen=True)
@@ -166,10 +167,15 @@ def _fit_ttft(fit: ModelFit, calls: Sequence[Generation]) -> None:
     positive = [x for x in xs if x > 0]
     if len(normal) < need:
         fit.left_out["prefill_ms_per_1k_input_tokens"] = _few(len(normal), need, "streamed calls")
-    elif len(positive) < need or max(positive) < 2 * min(positive):
+    elif (
+        len(positive) < need
+        or max(positive) < 2 * min(positive)
+        or max(positive) - min(positive) < _MIN_INPUT_SPAN_K
+    ):
+        # Over a narrow range the slope is noise: 1 ms over 100 tokens reads as 10 ms/1k.
         fit.left_out["prefill_ms_per_1k_input_tokens"] = (
             "the prompts' input token counts differ too little (the longest must be at least "
-            "twice the shortest)"
+            f"twice the shortest and {_MIN_INPUT_SPAN_K * 1000:.0f} tokens longer)"
         )
     else:
         slope = max(0.0, _theil_sen(xs, ys))

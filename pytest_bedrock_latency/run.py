@@ -165,10 +165,23 @@ class TestRun:
         measured += [(g.operation, None, g.attempts) for g in self.gate_calls]
         return unmeasured(served, measured)
 
+    def abandoned(self) -> list[str]:
+        """Calls without figures that did not fail: abandoned, or unfinished when asked.
+
+        A stream nobody closed or finished (an ``async for`` that broke off, a generator kept
+        alive) is still running when the test ends: it is not measured either.
+        """
+        lines = []
+        for record in self.snapshot():
+            if record.state == "abandoned":
+                lines.append(record.abandoned_line())
+            elif record.state == "running":
+                lines.append(f"{record.abandoned_line()} (unfinished when the test ended)")
+        return lines
+
     def notes(self) -> list[str]:
         """One line per call without figures: abandoned streams, unmeasured requests."""
-        lines = [r.abandoned_line() for r in self.snapshot() if r.state == "abandoned"]
-        return lines + [u.line for u in self.unmeasured()]
+        return self.abandoned() + [u.line for u in self.unmeasured()]
 
     def add(self, record: CallRecord) -> None:
         """A call the test's code made (any client): counted toward --bedrock-max-calls."""
@@ -202,7 +215,7 @@ class TestRun:
             return []
         if not generations and not bounds.regression:
             markers = ", ".join(sorted(bounds.to_json()))
-            abandoned = [r.abandoned_line() for r in self.snapshot() if r.state == "abandoned"]
+            abandoned = self.abandoned()
             missed = [u.line for u in self.unmeasured()]
             if abandoned:
                 why = "every Bedrock call of the test was abandoned before its answer ended "

@@ -250,7 +250,7 @@ class BedrockTarget:
         message = "; ".join(problems)
         if self.settings.require:
             pytest.fail(f"Bedrock is not configured (--bedrock-require): {message}", pytrace=False)
-        if self._problems and self.emulator is None:
+        if self._problems and not self.settings.emulator:
             message += " (or try --bedrock-emulator)"
         # Point the skip at the test, as pytest does for a skip raised by a fixture.
         raise pytest.skip.Exception(message, allow_module_level=False, _use_item_location=True)

@@ -1,9 +1,9 @@
 """The AWS SDK for JavaScript v3 on its default handler (NodeHttp2Handler: h2c) against the emulator.
 
 Needs node and ``npm install`` in tests/js (``.ci/run`` does it); skipped with the reason
-otherwise. The margins are wide enough for a machine whose cores are all busy (for latencies
-the best of six runs is compared: noise only ever adds time); the 3% fidelity figures on a
-quiet machine come from ``benchmarks/emulator_fidelity.py``.
+otherwise. The timing margins are wide enough for a machine whose cores are all busy (for
+latencies the best of six runs is compared: noise only ever adds time); the fidelity figures
+come from ``benchmarks/emulator_fidelity.py --js``.
 """
 
 from __future__ import annotations
@@ -57,10 +57,13 @@ def test_default_js_client_streams_with_the_profiles_figures() -> None:
     for stream in result["streams"]:
         assert stream["deltas"] == 10 and stream["outputTokens"] == 10
         assert stream["stopReason"] == "end_turn"
-    # Converse answers when the last token is due: 200 + 9 x 20 = 380 ms.
-    assert min(c["ms"] for c in result["converse"]) == pytest.approx(380, rel=0.1)
-    assert min(s["ttft_ms"] for s in result["streams"]) == pytest.approx(200, rel=0.1)
-    # Not the best one: a late first delta makes the rest catch up (absolute deadlines).
+    # Never early, and on time within margins a machine whose every core is busy still keeps
+    # (a starved node process adds its own delay); the fidelity figures are
+    # benchmarks/emulator_fidelity.py's (README, "Fidelity").
+    converse = min(c["ms"] for c in result["converse"])  # 200 + 9 x 20 = 380 ms
+    ttft = min(s["ttft_ms"] for s in result["streams"])
+    assert 380 * 0.97 <= converse < 380 * 2
+    assert 200 * 0.97 <= ttft < 200 * 2
     assert statistics.median(s["ms_per_token"] for s in result["streams"]) == pytest.approx(
-        20, rel=0.05
+        20, rel=0.25
     )

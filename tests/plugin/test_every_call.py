@@ -303,3 +303,29 @@ def test_requests_the_emulator_served_unmeasured_are_named(
             "process*",
         ]
     )
+
+
+def test_a_stream_left_open_when_the_test_ends_is_named(bedrock_pytester: BedrockPytester) -> None:
+    bedrock_pytester.makepyfile(
+        helpers=CLIENT,
+        test_open=f"""
+        import pytest
+        from helpers import MESSAGES, client
+
+        KEPT = []
+
+        @pytest.mark.bedrock_length(max_tokens=100)
+        def test_reads_two_events_and_keeps_the_stream():
+            stream = iter(client().converse_stream(modelId="{MODEL}", messages=MESSAGES)["stream"])
+            next(stream), next(stream)
+            KEPT.append(stream)  # neither finished nor closed: an async for that broke off, say
+        """,
+    )
+    result = bedrock_pytester.run()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*every Bedrock call of the test was abandoned*: ConverseStream to "
+            f"{MODEL} abandoned after 1 tokens (unfinished when the test ended)*"
+        ]
+    )

@@ -219,3 +219,36 @@ def test_the_command_line_proxy_refuses_an_unreachable_upstream() -> None:
     assert proc.stderr.startswith(
         "bedrock-emulator: --upstream: upstream http://127.0.0.1:9 is unreachable"
     )
+
+
+def test_the_aws_upstream_re_signs_with_local_credentials_for_bedrock(
+    clean_aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    proxy = Proxy("aws", region="eu-west-1")
+    assert proxy._runtime_base == "https://bedrock-runtime.eu-west-1.amazonaws.com"
+    assert proxy._control_base == "https://bedrock.eu-west-1.amazonaws.com"
+    assert proxy._signer is not None
+    headers = proxy._signer(
+        "POST",
+        proxy._runtime_base + "/model/amazon.nova-lite-v1%3A0/converse",
+        {"Content-Type": "application/json"},
+        b"{}",
+    )
+    auth = headers["Authorization"]
+    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/bedrock/aws4_request" in auth and "EXAMPLEKEY" not in auth
+    assert "X-Amz-Date" in headers
+
+
+def test_the_aws_upstream_without_credentials_is_one_line(
+    bedrock_pytester: BedrockPytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    bedrock_pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = bedrock_pytester.run("--bedrock-proxy=aws", emulator=False, model=None)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --bedrock-proxy: no AWS credentials for the upstream 'aws' (configure them *)"]
+    )

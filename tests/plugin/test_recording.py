@@ -98,6 +98,9 @@ def test_record_then_replay_keeps_timing_verbosity_and_rates(
     assert abs(fitted["throttle_rate"] - A_THROTTLE) < 3 * math.sqrt(A_THROTTLE * 0.85 / 80)
     assert abs(fitted["stream_error_rate"] - A_STREAM_ERROR) < 3 * math.sqrt(0.1 * 0.9 / 68)
     assert fitted["tokens_per_chunk"] == 1 and fitted["answer_tokens_spread"] == 0.0
+    # Prompts of 4 to 100 input tokens cannot resolve a prefill slope: left out, and said.
+    assert "prefill_ms_per_1k_input_tokens" not in fitted
+    assert any("prefill_ms_per_1k_input_tokens" in note for note in provenance["left_out"])
     assert len(fitted["prompts"]) == 16
 
     replayed = bedrock_pytester.pytester.runpytest(
@@ -109,6 +112,7 @@ def test_record_then_replay_keeps_timing_verbosity_and_rates(
     # TTFT and ms/token of the replay: within 5% of profile A's.
     ttft = statistics.median(c["ttft_ms"] for c in b_calls)
     speed = statistics.median(c["ms_per_token"] for c in b_calls if c["ms_per_token"])
+    print(f"round trip: replay TTFT median {ttft:.1f} ms, ms/token {speed:.3f}; fitted {fitted}")
     assert abs(ttft / A_TTFT - 1) < 0.05, ttft
     assert abs(speed / A_MS_PER_TOKEN - 1) < 0.05, speed
     # Prompt by prompt, the replay answers at the recorded lengths.
