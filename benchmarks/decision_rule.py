@@ -15,8 +15,10 @@ Protocol: ``decide(draw, budget, tol, paired=True, *, metric="ms_per_token")`` r
 ``(verdict, pairs used)``; ``draw(k)`` returns the next ``k`` (candidate, base) samples.
 ``metric`` is one of ``"ms_per_token"``, ``"ttft_ms"``, ``"output_tokens"``; the harness
 cannot pass it, hence ``decide_ttft`` and ``decide_tokens``. The detect is the metric's
-own (``metrics.py``), never the harness's ``--detect``. The harness gives no stop reasons,
-so the token cap is invisible here (see ``benchmarks/rule_robustness.py`` for caps).
+own (``metrics.py``), never the harness's ``--detect``. The harness gives no stop reasons;
+its length scenario's runaways stop at its maxTokens (2048), so ``decide_tokens`` counts an
+answer of 2048 tokens as a cap hit, as the gate does from the stop reason
+(``benchmarks/rule_robustness.py`` holds the rule to binding caps).
 
 ``paired=False`` uses Yuen's unpaired trimmed bounds (the gate itself always pairs).
 """
@@ -50,8 +52,12 @@ def decide(
     metric: str = "ms_per_token",
     gates: int = 1,
     confidence: float = 0.99,
+    max_tokens: float | None = None,
 ) -> tuple[str, int]:
-    """Run the gate's rule for ``metric`` on one simulated CI run: (verdict, pairs used)."""
+    """Run the gate's rule for ``metric`` on one simulated CI run: (verdict, pairs used).
+
+    ``max_tokens``: answers of this length stopped at the cap (the gate reads the stop
+    reason; the harness only gives lengths)."""
     rule = build_rule(by_key(metric), tol, budget, confidence=confidence, gates=gates)
     cand: list[float] = []
     base: list[float] = []
@@ -61,7 +67,14 @@ def decide(
         base.extend(float(x) for x in b)
         if len(cand) < look:  # the stream ran dry before the look: decide on what we have
             return _label(rule.force(cand, base, "data exhausted", paired=paired)), len(cand)
-        decision = rule.decide(cand, base, paired=paired)
+        cap = max_tokens if max_tokens is not None else float("inf")
+        decision = rule.decide(
+            cand,
+            base,
+            paired=paired,
+            candidate_capped=[x >= cap for x in cand],
+            base_capped=[x >= cap for x in base],
+        )
         if decision is not None:
             return _label(decision), len(cand)
     raise AssertionError("SequentialRule.decide always decides at the budget")  # pragma: no cover
@@ -73,8 +86,8 @@ def decide_ttft(draw: Draw, budget: int, tol: float, paired: bool = True) -> tup
 
 
 def decide_tokens(draw: Draw, budget: int, tol: float, paired: bool = True) -> tuple[str, int]:
-    """:func:`decide` for output tokens."""
-    return decide(draw, budget, tol, paired, metric="output_tokens")
+    """:func:`decide` for output tokens; sim.py's answers stop at its maxTokens of 2048."""
+    return decide(draw, budget, tol, paired, metric="output_tokens", max_tokens=2048)
 
 
 if __name__ == "__main__":

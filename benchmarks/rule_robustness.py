@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     print("# a session of G per-test gates, 3 metrics each, nothing changed: P(any FAIL)")
     for gates in (1, 5, 20):
         rng_seed = a.seed + 100 + gates
-        sims = max(200, S // 2)
+        sims = max(100, S // (2 * gates))
         any_fail = 0
         rng = np.random.default_rng(rng_seed)
         for _ in range(sims):

@@ -79,6 +79,7 @@ class ResultCollector:
         self.prices = prices
         self.results: dict[str, TestResult] = {}
         self.store: BaselineStore | None = None
+        self.groups: dict[str, tuple[str, ...]] = {}  # pooled gates: name -> member node ids
 
     def collect(self, report: pytest.TestReport) -> None:
         """Keep a result that arrived with a report (from this process or a worker)."""
@@ -108,6 +109,7 @@ class ResultCollector:
             interrupted=interrupted,
             prices_source=self.prices.source if self.prices else None,
             prices_as_of=self.prices.as_of if self.prices else None,
+            groups=dict(self.groups),
         )
 
     def summarize(

@@ -103,11 +103,12 @@ class RegressionGate:
     max_ttft_slowdown: float = 1.25
     budget: int | None = None
     policy: str | None = None
+    group: str | None = None
 
     MARKER = "bedrock_regression"
     HELP = (
         "bedrock_regression(max_slowdown=1.10, max_verbosity=1.15, max_ttft_slowdown=1.25, budget=40, "
-        "policy='strict'): compare the candidate with its base model in back-to-back pairs and fail "
+        "policy='strict', group=None): compare the candidate with its base model in back-to-back pairs and fail "
         "when it is slower per token, slower to the first token or more verbose than allowed."
     )
 
@@ -138,6 +139,14 @@ class RegressionGate:
         if self.policy is not None and self.policy not in POLICIES:
             raise MarkerError(
                 f"{where}: policy must be one of {', '.join(map(repr, POLICIES))}, got {self.policy!r}"
+            )
+        if self.group is not None and (
+            not isinstance(self.group, str)
+            or not self.group.strip()
+            or any(c in self.group for c in "[]\n")
+        ):
+            raise MarkerError(
+                f"{where}: group must be a non-empty name without brackets, got {self.group!r}"
             )
 
 

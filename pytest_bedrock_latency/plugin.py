@@ -117,6 +117,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # -- collection ---------------------------------------------------------------------------
+@pytest.hookimpl(trylast=True)  # after -k / -m: a group's verdict pools the selected tests
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if _session(config).validate(
         items, deselect=lambda chosen: config.hook.pytest_deselected(items=chosen)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ class Report:
     interrupted: bool = False  # Ctrl-C: the report holds the tests that finished
     prices_source: str | None = None  # the price table(s) the costs come from
     prices_as_of: str | None = None
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # name -> members
 
     @property
     def measured(self) -> list[TestResult]:
@@ -246,7 +247,27 @@ class Report:
             "unpriced_calls": unpriced_calls(self.spend()),
             "spend": {m: s.to_json() for m, s in sorted(self.spend().items())},
             "tests": [r.to_json(include_text=include_text) for r in self.results],
+            "groups": self._groups_json(),
         }
+
+    def _groups_json(self) -> list[dict[str, Any]]:
+        """One entry per pooled gate that ran: its outcome, members and verdict."""
+        # a group's item hangs off the session: its node id is "::bedrock_regression[NAME]"
+        by_id = {r.nodeid.removeprefix("::"): r for r in self.results}
+        out = []
+        for name, members in self.groups.items():
+            result = by_id.get(f"bedrock_regression[{name}]")
+            if result is None:
+                continue
+            out.append(
+                {
+                    "group": name,
+                    "outcome": "failed" if result.outcome == "failed" else "passed",
+                    "tests": list(members),
+                    "regression": result.regression.to_json() if result.regression else None,
+                }
+            )
+        return out
 
     def write_json(self, path: Path) -> None:
         write_text_atomic(

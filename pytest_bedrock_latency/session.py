@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .collector import Finished, ResultCollector, attach_result, open_store
+from .groups import GROUP_KEY, GROUP_OF_KEY, Group
 from .prices import PriceError, PriceTable, format_usd, load_prices
 from .run import (
     TEST_SETTINGS_KEY,
@@ -64,6 +65,7 @@ class BedrockSession:
         self.collector = ResultCollector(settings, self.prices)
         self.current: TestRun | None = None
         self.gates = 1  # regression gates of the session (they share its error rate)
+        self.groups: dict[str, Group] = {}  # pooled gates by name
         self._fault_mark = 0  # emulator faults already reported when the running test began
         self._instrumentation: Instrumentation | None = None
         if offline is not None:  # made before the conftests loaded; priced like any other
@@ -162,8 +164,18 @@ class BedrockSession:
     ) -> bool:
         """Parse every item's markers (see :func:`~.run.validate_items`) and count the gates
         that share the session's error rate."""
+        from .groups import group_items, plan_groups
+
         wanted = validate_items(items, deselect, worker=self.worker)
-        self.gates = max(1, sum(1 for item in items if bounds_of(item).regression is not None))
+        gated = {item: bounds_of(item) for item in items if bounds_of(item).regression}
+        groups = plan_groups(items, self.settings.regression_group, gated)
+        self.groups = {group.name: group for group in groups}
+        self.collector.groups = {group.name: tuple(group.members) for group in groups}
+        singles = sum(1 for item in gated if GROUP_OF_KEY not in item.stash)
+        self.gates = max(1, singles + len(groups))
+        if groups and not self.worker and items:
+            # Each group's verdict runs after all the tests (its members among them).
+            items.extend(group_items(items[0].session, groups))
         return wanted
 
     @staticmethod
@@ -256,8 +268,24 @@ class BedrockSession:
             self._count_cost(run)  # before the gate, which must see what the test spent
         if run is None:
             return
+        group = item.stash.get(GROUP_KEY, None)
+        if group is not None:  # a pooled gate's verdict, over its members' requests
+            lines = self._regression(item, run, records=list(group.records))
+            if lines:
+                pytest.fail("\n".join(lines), pytrace=False)
+            return
         lines = run.check()
-        if run.bounds.regression is not None:
+        member_of = item.stash.get(GROUP_OF_KEY, None)
+        if run.bounds.regression is not None and member_of is not None:
+            if self.worker:
+                lines.append(
+                    f"bedrock_regression: group {member_of!r} pools its tests' requests in one "
+                    "process; run it without xdist's -n (pooled groups under xdist are not "
+                    "supported yet)"
+                )
+            else:
+                self.groups[member_of].records.extend(run.snapshot())
+        elif run.bounds.regression is not None:
             lines.extend(self._regression(item, run))
         lines.extend(run.check_timeout())
         if lines:
@@ -291,7 +319,9 @@ class BedrockSession:
                 self._bases = BaseModels(self.settings.baseline, self.target.control_client)
         return self._bases.choose(candidate)
 
-    def _regression(self, item: pytest.Item, run: TestRun) -> list[str]:
+    def _regression(
+        self, item: pytest.Item, run: TestRun, *, records: list[CallRecord] | None = None
+    ) -> list[str]:
         from .regression import run_gate
 
         assert run.bounds.regression is not None
@@ -299,7 +329,7 @@ class BedrockSession:
         region = target.region if target else None
         outcome = run_gate(
             run.bounds.regression,
-            run.snapshot(),
+            run.snapshot() if records is None else records,
             nodeid=run.nodeid,
             model=self.settings.model,
             settings=run.settings,

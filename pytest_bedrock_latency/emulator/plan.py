@@ -102,6 +102,13 @@ def plan_answer(
     # one model verbose makes its candidate verbose too - like real prompts do.
     prompt_rng = derive_rng("prompt", profile.seed, req.prompt)
     prompt_factor = lognormal_factor(prompt_rng, profile.prompt_spread)
+    # Verbosity concentrated in a few prompts: a share long_answer_rate of the prompts,
+    # chosen from the prompt text and the seed alone (the same prompts every run), answer
+    # long_answer_factor times longer.
+    if profile.long_answer_rate > 0.0:
+        long_rng = derive_rng("long-answer", profile.seed, req.prompt)
+        if long_rng.random() < profile.long_answer_rate:
+            prompt_factor *= profile.long_answer_factor
     rng = derive_rng("request", profile.seed, model_id, req.prompt, sample)
     # Fixed draw order keeps every decision repeatable whatever the rates are.
     u_throttle, u_not_ready, u_outlier, u_stream, u_pos = (rng.random() for _ in range(5))

@@ -76,6 +76,8 @@ FIELDS: tuple[str, ...] = (
     "answer_tokens",
     "prompt_spread",
     "answer_tokens_spread",
+    "long_answer_rate",
+    "long_answer_factor",
     "tokens_per_chunk",
     "optimized_speedup",
     "throttle_rate",
@@ -103,6 +105,8 @@ BUILTIN_DEFAULTS: Mapping[str, Any] = {
     "answer_tokens": 60.0,
     "prompt_spread": 0.3,
     "answer_tokens_spread": 0.1,
+    "long_answer_rate": 0.0,
+    "long_answer_factor": 1.0,
     "tokens_per_chunk": 1,
     "optimized_speedup": 1.0,
     "throttle_rate": 0.0,
@@ -130,6 +134,8 @@ _RULES: Mapping[str, tuple[str, str]] = {
     "answer_tokens": ("atleast1", "a number >= 1"),
     "prompt_spread": ("nonneg", "a number >= 0"),
     "answer_tokens_spread": ("nonneg", "a number >= 0"),
+    "long_answer_rate": ("rate", "a number between 0 and 1"),
+    "long_answer_factor": ("pos", "a number > 0"),
     "tokens_per_chunk": ("int1", "an integer >= 1"),
     "optimized_speedup": ("pos", "a number > 0"),
     "throttle_rate": ("rate", "a number between 0 and 1"),
@@ -156,6 +162,7 @@ _BOUNDS: Mapping[str, tuple[float, float]] = {
     "answer_tokens": (1, 1e9),
     "prompt_spread": (0, 10),
     "answer_tokens_spread": (0, 10),
+    "long_answer_factor": (0.001, 1_000),
     "tokens_per_chunk": (1, 10_000),
     "optimized_speedup": (0.01, 100),
     "outlier_factor": (0.01, 1_000),
@@ -251,6 +258,8 @@ class Profile:
     answer_tokens: float
     prompt_spread: float
     answer_tokens_spread: float
+    long_answer_rate: float
+    long_answer_factor: float
     tokens_per_chunk: int
     optimized_speedup: float
     throttle_rate: float

@@ -204,3 +204,27 @@ def test_a_huge_answer_tokens_is_cut_at_the_output_limit_at_once(emulator: Emula
     limited = client.converse(modelId="test.fast", messages=MSGS, inferenceConfig={"maxTokens": 7})
     assert limited["usage"]["outputTokens"] == 7
     assert time.monotonic() - started < 5  # generating 1e9 words would take minutes
+
+
+def test_long_answers_concentrate_in_a_fixed_share_of_prompts() -> None:
+    from pytest_bedrock_latency.emulator.plan import ParsedRequest, plan_answer
+
+    profiles = load_profiles(
+        {
+            "defaults": {"prompt_spread": 0.0, "answer_tokens_spread": 0.0, "answer_tokens": 20},
+            "models": {"base": {}, "long": {"long_answer_rate": 0.25, "long_answer_factor": 4}},
+        }
+    )
+    base, long = profiles.get("base"), profiles.get("long")
+    assert base is not None and long is not None
+
+    def length(profile: Any, prompt: str, sample: int = 0) -> int:
+        req = ParsedRequest(prompt, None, (), None, None)
+        return len(plan_answer(profile, profile.key, req, sample, True).words)
+
+    prompts = [f"question {i}" for i in range(200)]
+    ratios = [length(long, p) / length(base, p) for p in prompts]
+    assert set(ratios) == {1.0, 4.0}  # a prompt is either long or not
+    assert 0.15 <= ratios.count(4.0) / len(prompts) <= 0.35
+    # the same prompts every time they are asked
+    assert [length(long, p, 1) / length(base, p, 1) for p in prompts] == ratios

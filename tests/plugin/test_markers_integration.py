@@ -343,7 +343,7 @@ def test_markers_are_registered_for_strict_markers_and_listed(
             "@pytest.mark.bedrock_latency(max_ms_per_token=None, max_ttft_ms=None, max_total_ms=None, percentile=50): *",
             "@pytest.mark.bedrock_length(max_tokens=None, min_tokens=None, max_words=None, max_chars=None): *",
             "@pytest.mark.bedrock_regression(max_slowdown=1.10, max_verbosity=1.15, max_ttft_slowdown=1.25, budget=40, "
-            "policy='strict'): *",
+            "policy='strict', group=None): *",
         ],
         consecutive=False,
     )

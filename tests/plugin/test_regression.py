@@ -359,7 +359,7 @@ class TestStoredBaselines:
         ("max_verbosity='1.2'", "*max_verbosity must be a number, got '1.2' (str)*"),
         (
             "tolerance=1.1",
-            "*unknown argument 'tolerance' (allowed: max_slowdown, max_verbosity, max_ttft_slowdown, budget, policy)*",
+            "*unknown argument 'tolerance' (allowed: max_slowdown, max_verbosity, max_ttft_slowdown, budget, policy, group)*",
         ),
     ],
 )
@@ -376,3 +376,25 @@ def test_bad_marker_arguments_are_usage_errors(
         ]
     )
     result.assert_outcomes()
+
+
+def test_a_gate_on_unstreamed_calls_fails_not_measured(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        test_gate="""
+import pytest
+
+@pytest.mark.bedrock_regression(max_slowdown=2.0, max_ttft_slowdown=2.0)
+def test_gate(bedrock_model):
+    bedrock_model.converse("How do I reset my password?", stream=False)
+"""
+    )
+    result = suite.runpytest("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*bedrock_regression: ms/token, TTFT not measured for candidate same*",
+            "*ms/token*FAIL not measured: *stream the calls (ConverseStream*",
+        ]
+    )
+    # sampling stopped for the unmeasurable metrics: far fewer than the budget of pairs
+    result.stdout.fnmatch_lines(["*prompt(s); [0-9] pairs + 1 warm-up*"])

@@ -81,6 +81,7 @@ def test_length_and_regression_markers() -> None:
             "max_ttft_slowdown": 1.25,
             "budget": 5,
             "policy": "lenient",
+            "group": None,
         },
     }
 

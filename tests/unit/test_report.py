@@ -224,6 +224,7 @@ def test_json_document_keys_and_environment() -> None:
         "unpriced_calls",
         "spend",
         "tests",
+        "groups",
     }
     assert doc["interrupted"] is False
     assert doc["schema_version"] == SCHEMA_VERSION == 1
