@@ -150,13 +150,13 @@ def test_a_call_budget_ends_the_gate_as_marginal(suite: pytest.Pytester) -> None
     result = gate(suite, "slow", "--bedrock-max-calls", "21", "--bedrock-confidence", "0.9")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*marginal: call budget exhausted (--bedrock-max-calls)*"])
-    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)"])
+    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)*"])
 
 
 def test_the_test_bodys_own_calls_count_toward_the_call_budget(suite: pytest.Pytester) -> None:
     # 22 calls: 1 by the test body, 2 for the warm-up pair, then only 9 pairs fit (not 10).
     result = gate(suite, "slow", "--bedrock-max-calls", "22", "--bedrock-confidence", "0.9")
-    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)"])
+    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)*"])
 
 
 def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pytester) -> None:
