@@ -76,6 +76,8 @@ def one_run(directory: Path) -> float:
         env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # A background job of a non-interactive shell inherits SIGINT ignored; undo that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     while not (directory / "gate-started").exists():
         if process.poll() is not None:

@@ -28,12 +28,15 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..measurement import MEASURED_HEADER, CallRecord
 from .control_plane import HttpRequest
 from .error_codes import ERROR_TYPE_SUFFIX
 from .wire import ClientGone, Responder
+
+if TYPE_CHECKING:
+    from .server import Serving
 
 __all__ = ["MEASURED_HEADER", "Proxy", "ProxyError", "UpstreamError"]
 
@@ -115,8 +118,7 @@ class Proxy:
         self._lock = threading.Lock()
         self._records: list[CallRecord] = []
         self._requests = self._upstream_errors = self._unreachable = 0
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._serving: Serving | None = None
         self._signer: Callable[[str, str, dict[str, str], bytes], dict[str, str]] | None = None
         if upstream == "aws":
             self._runtime_base, self._control_base, self._signer = _aws_upstream(region)
@@ -144,39 +146,28 @@ class Proxy:
 
     def start(self) -> Proxy:
         """Bind 127.0.0.1 and serve in a background thread."""
-        from .server import _Server
+        from .server import Serving
 
         with self._lock:
-            if self._server is not None:
+            if self._serving is not None:
                 return self
             try:
-                server = _Server(("127.0.0.1", self._port), self, self._idle_timeout)
+                self._serving = Serving(
+                    ("127.0.0.1", self._port), self, self._idle_timeout, "bedrock-proxy"
+                )
             except OSError as error:
                 raise ProxyError(
                     f"cannot listen on 127.0.0.1:{self._port}: {error.strerror}"
                 ) from None
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name="bedrock-proxy",
-                daemon=True,
-            )
-            thread.start()
-            self._server, self._thread = server, thread
         return self
 
     def stop(self) -> None:
         """Stop serving and close open connections. Idempotent."""
         with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        if server is None:
+            serving, self._serving = self._serving, None
+        if serving is None:
             return
-        server.shutdown()
-        server.close_open_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        serving.close()
         self._pool.clear()
 
     def __enter__(self) -> Proxy:
@@ -188,9 +179,9 @@ class Proxy:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>`` once started."""
-        if self._server is None:
+        if self._serving is None:
             raise RuntimeError("the proxy is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._serving.server.server_port}"
 
     @property
     def records(self) -> list[CallRecord]:

@@ -234,6 +234,29 @@ class _Server(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+class Serving:
+    """A :class:`_Server` serving in a daemon thread: what the emulator and the proxy share."""
+
+    def __init__(
+        self, address: tuple[str, int], backend: Backend, idle_timeout: float, name: str
+    ) -> None:
+        self.server = _Server(address, backend, idle_timeout)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=name,
+            daemon=True,
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving, close every open connection and wait for the serving thread."""
+        self.server.shutdown()
+        self.server.close_open_connections()
+        self.server.server_close()
+        self._thread.join(timeout=5)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked streaming
     disable_nagle_algorithm = True  # a delayed ACK would add ~40 ms to small frames
@@ -443,8 +466,7 @@ class Emulator:
         self._host = host
         self._requested_port = port
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: Serving | None = None
         self._control_plane = ControlPlane()
         self._state.catalogue.install(self._control_plane)
         self._state.guardrails.install(self._control_plane)
@@ -454,31 +476,19 @@ class Emulator:
     def start(self) -> Emulator:
         """Bind and serve in a background thread. Calling it again while running is a no-op."""
         with self._lock:
-            if self._server is not None:
+            if self._serving is not None:
                 return self
-            server = _Server((self._host, self._requested_port), self, self._idle_timeout)
-            thread = threading.Thread(
-                target=server.serve_forever,
-                kwargs={"poll_interval": 0.1},
-                name="bedrock-emulator",
-                daemon=True,
+            self._serving = Serving(
+                (self._host, self._requested_port), self, self._idle_timeout, "bedrock-emulator"
             )
-            thread.start()
-            self._server, self._thread = server, thread
         return self
 
     def stop(self) -> None:
         """Stop serving and close every open connection. Idempotent."""
         with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.close_open_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+            serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.close()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -489,7 +499,7 @@ class Emulator:
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
-        return self._server is not None
+        return self._serving is not None
 
     @property
     def host(self) -> str:
@@ -499,10 +509,10 @@ class Emulator:
     @property
     def port(self) -> int:
         """The bound port (the real one when started with port 0)."""
-        server = self._server
-        if server is None:
+        serving = self._serving
+        if serving is None:
             raise RuntimeError("the emulator is not running; call start() first")
-        return int(server.server_address[1])
+        return int(serving.server.server_address[1])
 
     @property
     def url(self) -> str:

@@ -339,6 +339,13 @@ def _subprocess_environ(directory: Path) -> dict[str, str]:
     return environ
 
 
+def _default_sigint() -> None:
+    # A job started in the background by a non-interactive shell (a CI script's `cmd &`, nohup)
+    # inherits SIGINT ignored, and Python then never installs its KeyboardInterrupt handler:
+    # give the child the disposition a terminal's Ctrl-C meets.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pytest(directory: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
@@ -347,6 +354,7 @@ def _pytest(directory: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_default_sigint if sys.platform != "win32" else None,
     )
 
 
