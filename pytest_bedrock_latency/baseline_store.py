@@ -9,7 +9,7 @@ and the base's request for the same prompt share a key.
 
 A stored baseline is weaker evidence than a live, interleaved one: a session-to-session
 shift of 5-10% (time of day, region load, service changes) behaves like drift, which no
-statistical test removes (docs: statistics.md §0 item 1). That is why every request and
+statistical test removes. That is why every request and
 sample carries ``recorded_at``, ``region`` and ``plugin_version``: the report can show how
 old the baseline is and where it was recorded.
 

@@ -2,8 +2,8 @@
 
 Pure code: no pytest, no boto3. The instrumentation feeds a :class:`CallRecord` with
 timestamps from an injected clock and with the response data exactly as botocore parsed
-it; the record turns that into the figures the markers bound. Definitions follow
-``metrics.md``:
+it; the record turns that into the figures the markers bound. The definitions (README,
+"What is measured, exactly"):
 
 * TTFT: first content delta received - request sent (the final attempt's send, so client
   retry waits are excluded and reported separately in ``retry_wait_ms``);

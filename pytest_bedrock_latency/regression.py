@@ -1,6 +1,6 @@
 """Drawing candidate/base pairs for ``bedrock_regression`` until every metric is decided.
 
-Protocol (statistics.md 5.4): the same request to both models back to back, in random
+Protocol: the same request to both models back to back, in random
 order within the pair, on the same client settings; one warm-up pair discarded; a look
 every 2 pairs from 6 on; a failed request drops its pair (logged) and is never retried
 into the timing; a pair that met throttling (retries) is kept out of the latency metrics

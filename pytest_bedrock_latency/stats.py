@@ -2,17 +2,14 @@
 
 The verdict compares a candidate model with its base model on back-to-back *pairs* of
 identical requests. For one metric (ms/token, TTFT, output tokens) each pair gives a log
-ratio ``d_i = ln(candidate_i) - ln(base_i)``. The rule in :class:`SequentialRule` is the
-"F2 GS-CI" rule recommended by the project's simulation study
-(``statistics.md`` section 5, ``sim.py``'s ``r_gs``):
-
-* estimate ``ln(ratio)`` by the 20%-trimmed mean of the ``d_i``;
-* its standard error by the Tukey-McLaughlin formula (winsorised sd), with
-  ``df = n - 2g - 1`` where ``g = floor(0.2 n)``;
-* a two-sided 95% Student-t interval ``[LB, UB]``;
-* at the looks 5/10/20/40 pairs: FAIL if ``LB > ln(tolerance)`` (only from 10 pairs on),
-  PASS if ``UB < ln(detect)`` and the estimate ``<= ln(tolerance)``, otherwise sample more;
-* at the budget, decide by the point estimate and flag the verdict *marginal*.
+ratio ``d_i = ln(candidate_i) - ln(base_i)``. :class:`SequentialRule` decides on them at
+looks every 2 pairs from 6 on: latency by the Hodges-Lehmann estimate with exact Wilcoxon
+signed-rank bounds, output tokens by the ratio of prompt-mean tokens with a
+prompt-clustered bound. FAIL when the lower bound is above the tolerance, PASS when the
+upper bound is below ``detect`` and the estimate within the tolerance, otherwise sample
+more; at the budget the point estimate decides and the verdict is *marginal*. The
+trimmed-mean interval below (:func:`paired_log_ratio_interval`) is kept for reports and
+the unpaired fallback.
 
 Every number the plugin prints (the ratio, its interval, ``n``, the sd of the log ratios)
 comes from :class:`Interval`, which is computed in exactly one place
@@ -437,7 +434,7 @@ def unpaired_log_ratio_interval(
     """Fallback for unpaired samples: Yuen's trimmed two-sample t-interval on the logs.
 
     Use only when the two models could not be measured on the same prompts back to back:
-    without pairing, prompt effects and drift stay in the noise (statistics.md section 4).
+    without pairing, prompt effects and drift (both larger than a 10% effect) stay in the noise.
     ``n`` is the smaller sample size; the sample sizes may differ.
 
     Raises:
@@ -1110,7 +1107,7 @@ def _ratio_of_means(
 def pairs_needed(sd_log: float, tolerance: float, detect: float) -> int:
     """Estimated pairs for a fixed-size design to separate ``tolerance`` from ``detect``.
 
-    statistics.md section 5.2: ``n* = (1.645 * sd_log / ln(detect / tolerance))**2 / 0.88``,
+    ``n* = (1.645 * sd_log / ln(detect / tolerance))**2 / 0.88``,
     rounded up and at least 2. 1.645 is the one-sided 95% normal quantile; 0.88 is the
     efficiency of the 20%-trimmed mean. Print it with a marginal verdict; if it exceeds the
     budget the metric is too noisy for this tolerance.
