@@ -75,9 +75,7 @@ def test_a_verbose_candidate_fails_the_group_not_its_members(suite: pytest.Pytes
     result.stdout.fnmatch_lines(["*bedrock_regression[[]release[]] *FAIL"])
 
 
-def test_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
-    suite.makepyfile(
-        test_two="""
+DISAGREE = """
 import pytest
 
 @pytest.mark.bedrock_regression(group="release")
@@ -88,7 +86,10 @@ def test_a(bedrock_model):
 def test_b(bedrock_model):
     bedrock_model.converse("b")
 """
-    )
+
+
+def test_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_two=DISAGREE)
     result = suite.runpytest("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
@@ -100,3 +101,127 @@ def test_a_selection_keeps_the_verdict_over_the_selected_tests(suite: pytest.Pyt
     result = run(suite, "same", "--bedrock-regression-group", "release", "-k", "invoice or plan")
     result.assert_outcomes(passed=3, deselected=1)
     result.stdout.fnmatch_lines(["bedrock_regression[[]release[]] *pass"])
+
+
+# -- under pytest-xdist: the controller draws the pooled pairs after the workers ---------------
+def test_under_xdist_the_controller_decides_the_group(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("xdist")
+    step_summary = suite.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    result = run(
+        suite,
+        "verbose",
+        "-n",
+        "2",
+        "--bedrock-regression-group",
+        "release",
+        "--bedrock-report",
+        "r.json",
+        "--junitxml",
+        "j.xml",
+    )
+    # The members pass on their own bounds on the workers; the group's verdict fails.
+    result.assert_outcomes(passed=3, failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*bedrock_regression: candidate verbose is more verbose*than*",
+            "*3 prompt(s)*",
+            "*bedrock_regression[[]release[]] *FAIL",
+            "FAILED bedrock_regression[[]release[]] - *",
+        ]
+    )
+    doc = json.loads((suite.path / "r.json").read_text())
+    (group,) = doc["groups"]
+    assert group["group"] == "release" and group["outcome"] == "failed"
+    assert sorted(group["tests"]) == sorted(f"test_suite.py::test_answer[{p}]" for p in PROMPTS)
+    assert group["regression"]["prompts"] == 3
+    (case,) = [
+        c
+        for c in ET.parse(suite.path / "j.xml").iter("testcase")
+        if c.get("name") == "bedrock_regression[release]"
+    ]
+    assert case.find("failure") is not None
+    # GitHub Actions: a row in the step summary, an annotation (in no file) for the verdict.
+    assert "bedrock_regression[release]" in step_summary.read_text()
+    result.stdout.fnmatch_lines(
+        [
+            "::error title=bedrock_regression[[]release[]]::bedrock_regression: candidate "
+            "verbose is more verbose*"
+        ]
+    )
+
+
+def test_under_xdist_a_selection_keeps_the_verdict_over_the_selected_tests(
+    suite: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    result = run(
+        suite,
+        "same",
+        "-n",
+        "2",
+        "--bedrock-regression-group",
+        "release",
+        "-k",
+        "invoice or plan",
+        "--bedrock-report",
+        "r.json",
+    )
+    result.assert_outcomes(passed=3)  # xdist's controller does not count the deselected
+    result.stdout.fnmatch_lines(["bedrock_regression[[]release[]] *pass"])
+    (group,) = json.loads((suite.path / "r.json").read_text())["groups"]
+    assert group["outcome"] == "passed" and group["regression"]["prompts"] == 2
+    assert len(group["tests"]) == 2 and not any("password" in t for t in group["tests"])
+
+
+def test_under_xdist_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    suite.makepyfile(test_two=DISAGREE)
+    result = suite.runpytest(
+        "-p", "no:cacheprovider", "-n", "2", "--bedrock-model", CUSTOM + "same"
+    )
+    # A worker cannot end the run with a usage error: the test that disagrees fails with it.
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*group 'release': test_two.py::test_b and test_two.py::test_a*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+# -- stored baselines: recorded and compared under bedrock_regression[NAME] ----------------------
+@pytest.mark.parametrize(
+    ("record", "compare"),
+    [((), ("-n", "2")), (("-n", "2"), ())],
+    ids=["xdist-compares", "xdist-records"],
+)
+def test_a_group_compares_with_its_stored_samples(
+    suite: pytest.Pytester, record: tuple[str, ...], compare: tuple[str, ...]
+) -> None:
+    if record or compare:
+        pytest.importorskip("xdist")
+    grouped = ("--bedrock-regression-group", "release")
+    recorded = run(suite, "verbose", *record, *grouped, "--bedrock-update-baseline")
+    recorded.stdout.fnmatch_lines(["bedrock: base samples recorded in *.bedrock-baseline.json"])
+    stored = json.loads((suite.path / ".bedrock-baseline.json").read_text())["tests"]
+    assert list(stored) == ["bedrock_regression[release]"]  # the group's, not its members'
+    assert len(stored["bedrock_regression[release]"]) == 3  # one entry per prompt
+    # A later run without a live base: the candidate is not a custom model the emulator knows.
+    (suite.path / "tox.ini").unlink(missing_ok=True)
+    suite.makeini(
+        """
+        [pytest]
+        bedrock_emulator = true
+        bedrock_emulator_profiles = profiles.toml
+        """
+    )
+    result = run(suite, "verbose", *compare, *grouped)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*bedrock_regression: candidate verbose is more verbose*than amazon.titan-text-express-v1 (stored)",
+            "*3 prompt(s)*base from stored samples*",
+        ]
+    )
+    assert "no test used" not in result.stdout.str()  # the group used every stored entry
