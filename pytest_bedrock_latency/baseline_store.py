@@ -284,6 +284,27 @@ def _canonical(value: object, where: str) -> object:
     )
 
 
+def params_to_json(params: Mapping[str, Any]) -> dict[str, object]:
+    """Request parameters as JSON-ready data (bytes as ``{"$bytes": base64}``), to send
+    to another process; :func:`params_from_json` gives them back.
+
+    Raises:
+        TypeError: for values that have no JSON form (file objects, datetimes, ...).
+    """
+    return {name: _canonical(value, name) for name, value in params.items()}
+
+
+def params_from_json(data: object) -> Any:
+    """The request parameters :func:`params_to_json` made, bytes restored."""
+    if isinstance(data, Mapping):
+        if set(data) == {"$bytes"} and isinstance(data["$bytes"], str):
+            return base64.b64decode(data["$bytes"])
+        return {k: params_from_json(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [params_from_json(v) for v in data]
+    return data
+
+
 def _canonical_body(body: object) -> object:
     """An InvokeModel body: JSON bodies are parsed so key order inside them does not matter."""
     text: str | None

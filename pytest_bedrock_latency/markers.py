@@ -150,6 +150,11 @@ class RegressionGate:
             )
 
 
+def group_nodeid(name: str) -> str:
+    """The node id of pooled group ``name``'s verdict, also its key in stored baselines."""
+    return f"{RegressionGate.MARKER}[{name}]"
+
+
 MARKERS: tuple[type[LatencyBounds] | type[LengthBounds] | type[RegressionGate], ...] = (
     LatencyBounds,
     LengthBounds,

@@ -158,6 +158,7 @@ class MeasuredTestHooks:
         self.bedrock.payload(item, report)
         return report
 
+    @pytest.hookimpl(tryfirst=True)  # takes a pooled group's calls off before others see them
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.bedrock.collect(report)
 
@@ -169,6 +170,16 @@ class MeasuredTestHooks:
 def _register_test_hooks(config: pytest.Config) -> None:
     if not config.pluginmanager.has_plugin(HOOKS_NAME):
         config.pluginmanager.register(MeasuredTestHooks(_session(config)), HOOKS_NAME)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    result = yield  # an xdist controller: the workers have run every test
+    # Then the pooled groups whose members ran on the workers (none without xdist: their
+    # verdicts are items of the collection).
+    if SESSION_KEY in session.config.stash:
+        _session(session.config).run_received_groups(session)
+    return result
 
 
 # -- reports -------------------------------------------------------------------------------

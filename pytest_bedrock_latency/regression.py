@@ -35,7 +35,7 @@ from .gate import (
     end_to_end_split,
 )
 from .markers import RegressionGate
-from .measurement import CallRecord, Generation, display_model
+from .measurement import Generation, display_model
 from .metrics import METRICS, GatedMetric
 from .results import Spend, total_cost, unpriced_calls
 from .stats import Decision
@@ -141,7 +141,34 @@ class Request:
     seen: Generation | None = None
 
 
-def distinct_requests(records: Sequence[CallRecord], candidate: str) -> list[Request]:
+class Replayable(Protocol):
+    """A call the gate can replay: a :class:`~.measurement.CallRecord`, or a pooled group
+    member's call sent from an xdist worker (:class:`~.groups.SentCall`)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def operation(self) -> str: ...
+
+    @property
+    def request(self) -> Mapping[str, Any]: ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    def generation(self) -> Generation: ...
+
+
+def unreplayable_line(candidate: str, error: TypeError) -> str:
+    """The gate's failure when the test's request to ``candidate`` cannot be sent again."""
+    return (
+        f"bedrock_regression: the test's request to {display_model(candidate)} cannot be "
+        f"replayed: {str(error).removeprefix('request_key: ')}"
+    )
+
+
+def distinct_requests(records: Sequence[Replayable], candidate: str) -> list[Request]:
     """The test's completed requests to ``candidate``, each once, in the order first made."""
     seen: dict[str, Request] = {}
     for record in records:
@@ -624,7 +651,7 @@ def stored_entry(
     )
 
 
-def candidate_of(records: Sequence[CallRecord], model: str | None) -> str | None:
+def candidate_of(records: Sequence[Replayable], model: str | None) -> str | None:
     """The gate's candidate: ``--bedrock-model``, else the one model the test completed calls to."""
     if model:
         return model
@@ -645,7 +672,7 @@ class GateOutcome:
 
 def run_gate(
     gate: RegressionGate,
-    records: Sequence[CallRecord],
+    records: Sequence[Replayable],
     *,
     nodeid: str,
     model: str | None,
@@ -681,12 +708,7 @@ def run_gate(
     try:
         requests = distinct_requests(records, candidate)
     except TypeError as error:  # e.g. a file object as the InvokeModel body: read once, gone
-        return GateOutcome(
-            [
-                f"bedrock_regression: the test's request to {display_model(candidate)} cannot be "
-                f"replayed: {str(error).removeprefix('request_key: ')}"
-            ]
-        )
+        return GateOutcome([unreplayable_line(candidate, error)])
     if not requests:
         return GateOutcome(
             [

@@ -19,6 +19,7 @@ from tabulate import tabulate
 from . import __version__
 from .atomicio import write_text_atomic
 from .gate import MetricVerdict
+from .markers import group_nodeid
 from .measurement import display_model
 from .metrics import by_key as metric_named
 from .prices import format_usd
@@ -252,11 +253,10 @@ class Report:
 
     def _groups_json(self) -> list[dict[str, Any]]:
         """One entry per pooled gate that ran: its outcome, members and verdict."""
-        # a group's item hangs off the session: its node id is "::bedrock_regression[NAME]"
-        by_id = {r.nodeid.removeprefix("::"): r for r in self.results}
+        by_id = {r.nodeid: r for r in self.results}
         out = []
         for name, members in self.groups.items():
-            result = by_id.get(f"bedrock_regression[{name}]")
+            result = by_id.get(group_nodeid(name))
             if result is None:
                 continue
             out.append(
@@ -343,11 +343,12 @@ class Report:
             failures = [c.line for c in r.checks if not c.ok]
             if r.regression is not None and r.regression.failed:
                 failures.append(r.regression.lines()[0])
+            # A pooled group's verdict ("bedrock_regression[NAME]") is in no file.
+            file = r.nodeid.split("::", 1)[0] if "::" in r.nodeid else None
+            where = f"file={_escape_property(file)}," if file else ""
             for line in failures:
-                file = r.nodeid.split("::", 1)[0]
                 out.append(
-                    f"::error file={_escape_property(file)},"
-                    f"title={_escape_property(_short_test(r.nodeid))}::{_escape(line)}"
+                    f"::error {where}title={_escape_property(_short_test(r.nodeid))}::{_escape(line)}"
                 )
         return out
 

@@ -83,11 +83,21 @@ def validate_items(
         return wanted
     if not worker:
         raise pytest.UsageError("invalid bedrock marker(s):\n  " + "\n  ".join(errors.values()))
+    keep_only_invalid(items, errors, deselect)
+    return True
+
+
+def keep_only_invalid(
+    items: list[pytest.Item],
+    errors: dict[pytest.Item, str],
+    deselect: Callable[[list[pytest.Item]], None],
+) -> None:
+    """In an xdist worker, instead of a usage error: only the faulty tests run, each failing
+    with its message (see :func:`fail_invalid_marker`); every other test is deselected."""
     deselect([item for item in items if item not in errors])
     items[:] = list(errors)
     for item, message in errors.items():
         item.stash[MARKER_ERROR_KEY] = message
-    return True
 
 
 def fail_invalid_marker(item: pytest.Item) -> None:
@@ -146,6 +156,8 @@ class TestRun:
         self.staged: dict[str, StoredRequest] = {}
         self.baseline_keys_used: set[str] = set()
         self.cost_counted = False  # its own calls added to --bedrock-max-cost
+        #: A pooled group member's calls on an xdist worker, to send to the controller.
+        self.sent_calls: list[dict[str, Any]] | None = None
         self._emulator: Emulator | None = None
         self._served_before = 0
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .collector import Finished, ResultCollector, attach_result, open_store
+from .collector import REPORT_ATTRIBUTE, Finished, ResultCollector, attach_result, open_store
 from .groups import GROUP_KEY, GROUP_OF_KEY, Group
 from .prices import PriceError, PriceTable, format_usd, load_prices
 from .run import (
@@ -24,6 +24,7 @@ from .run import (
     bounds_of,
     fail_invalid_marker,
     gate_progress,
+    keep_only_invalid,
     validate_items,
     wants,
 )
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from .instrument import Instrumentation
     from .markers import TestBounds
     from .measurement import CallRecord
-    from .regression import CallBudget, CostBudget
+    from .regression import CallBudget, CostBudget, Replayable
     from .report import Report
     from .results import TestResult
 
@@ -66,6 +67,7 @@ class BedrockSession:
         self.current: TestRun | None = None
         self.gates = 1  # regression gates of the session (they share its error rate)
         self.groups: dict[str, Group] = {}  # pooled gates by name
+        self.received: dict[str, Group] = {}  # in an xdist controller: from the workers' reports
         self._fault_mark = 0  # emulator faults already reported when the running test began
         self._instrumentation: Instrumentation | None = None
         if offline is not None:  # made before the conftests loaded; priced like any other
@@ -164,11 +166,17 @@ class BedrockSession:
     ) -> bool:
         """Parse every item's markers (see :func:`~.run.validate_items`) and count the gates
         that share the session's error rate."""
-        from .groups import group_items, plan_groups
+        from .groups import GroupMismatch, group_items, plan_groups
 
         wanted = validate_items(items, deselect, worker=self.worker)
         gated = {item: bounds_of(item) for item in items if bounds_of(item).regression}
-        groups = plan_groups(items, self.settings.regression_group, gated)
+        try:
+            groups = plan_groups(items, self.settings.regression_group, gated)
+        except GroupMismatch as error:
+            if not self.worker:  # a worker cannot end the run with a usage error
+                raise pytest.UsageError(str(error)) from None
+            keep_only_invalid(items, {error.item: str(error)}, deselect)
+            return True
         self.groups = {group.name: group for group in groups}
         self.collector.groups = {group.name: tuple(group.members) for group in groups}
         singles = sum(1 for item in gated if GROUP_OF_KEY not in item.stash)
@@ -277,12 +285,8 @@ class BedrockSession:
         lines = run.check()
         member_of = item.stash.get(GROUP_OF_KEY, None)
         if run.bounds.regression is not None and member_of is not None:
-            if self.worker:
-                lines.append(
-                    f"bedrock_regression: group {member_of!r} pools its tests' requests in one "
-                    "process; run it without xdist's -n (pooled groups under xdist are not "
-                    "supported yet)"
-                )
+            if self.worker:  # the controller draws the group's pairs: the calls go with the report
+                lines.extend(self._send_to_group(run))
             else:
                 self.groups[member_of].records.extend(run.snapshot())
         elif run.bounds.regression is not None:
@@ -290,6 +294,20 @@ class BedrockSession:
         lines.extend(run.check_timeout())
         if lines:
             pytest.fail("\n".join(lines), pytrace=False)
+
+    def _send_to_group(self, run: TestRun) -> list[str]:
+        """Keep a member's calls for its report to the xdist controller; a line if they
+        cannot be sent."""
+        from .groups import send_calls
+        from .regression import candidate_of, unreplayable_line
+
+        records = run.snapshot()
+        candidate = candidate_of(records, self.settings.model)
+        try:
+            run.sent_calls = send_calls(records, candidate)
+        except TypeError as error:
+            return [unreplayable_line(candidate or "the candidate", error)]
+        return []
 
     def _count_cost(self, run: TestRun) -> None:
         """Add the test's own calls to ``--bedrock-max-cost`` (once); say when they pass it."""
@@ -320,7 +338,7 @@ class BedrockSession:
         return self._bases.choose(candidate)
 
     def _regression(
-        self, item: pytest.Item, run: TestRun, *, records: list[CallRecord] | None = None
+        self, item: pytest.Item, run: TestRun, *, records: list[Replayable] | None = None
     ) -> list[str]:
         from .regression import run_gate
 
@@ -362,11 +380,42 @@ class BedrockSession:
             # writes them only with --bedrock-report-text.
             answers = settings.record_answers and settings.record_profiles is not None
             attach_result(run, item, report, include_text=settings.report_text or answers)
+            member_of = item.stash.get(GROUP_OF_KEY, None)
+            data = getattr(report, REPORT_ATTRIBUTE, None)
+            if self.worker and member_of is not None and data is not None:
+                data["group"] = {
+                    **self.groups[member_of].to_json(),
+                    "gates": self.gates,
+                    "calls": run.sent_calls or [],
+                }
 
     def collect(self, report: pytest.TestReport) -> None:
-        """Keep a result that arrived with a report (from this process or a worker)."""
-        if not self.worker:
-            self.collector.collect(report)
+        """Keep a result that arrived with a report (from this process or a worker); an
+        xdist controller takes a group member's calls off it (no other plugin sees them)."""
+        if self.worker:
+            return
+        data = getattr(report, REPORT_ATTRIBUTE, None)
+        member = data.pop("group", None) if isinstance(data, dict) else None
+        if member is not None:
+            from .groups import receive
+
+            group = receive(self.received, member)
+            self.collector.groups[group.name] = tuple(group.members)
+            self.gates = int(member["gates"])
+        self.collector.collect(report)
+
+    def run_received_groups(self, session: pytest.Session) -> None:
+        """In an xdist controller, once the workers have finished: the verdict of each group
+        whose members ran there, drawn here and reported like any test."""
+        from .groups import group_items
+
+        if session.shouldfail or session.shouldstop:  # -x / --maxfail: as without xdist
+            return
+        items = group_items(session, list(self.received.values()))
+        # Counted as collected, as they are without xdist (the terminal's progress, "[100%]").
+        session.testscollected += len(items)
+        for item in items:
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
 
     def report(self) -> Report:
         return self.collector.report(self.target.target)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import threading
 from pathlib import Path
@@ -17,6 +18,8 @@ from pytest_bedrock_latency.baseline_store import (
     BaselineStore,
     StoredRequest,
     StoredSample,
+    params_from_json,
+    params_to_json,
     request_key,
 )
 
@@ -560,3 +563,22 @@ def test_prune_stale_drops_unused_entries_of_rerecorded_tests_only(tmp_path: Pat
     assert sorted(tests[TEST_A]) == ["added-meanwhile", "k1"]
     assert sorted(tests[TEST_B]) == ["k3"]
     assert store.unused() == sorted([(TEST_A, "added-meanwhile"), (TEST_B, "k3")])
+
+
+def test_params_sent_to_another_process_come_back_whole() -> None:
+    params = {
+        "modelId": "m",
+        "messages": [
+            {"role": "user", "content": [{"text": "Hi"}, {"image": {"bytes": b"\x89PNG"}}]}
+        ],
+        "inferenceConfig": {"maxTokens": 10, "temperature": 0.0},
+        "body": b'{"inputText": "Hi"}',
+    }
+    sent = json.loads(json.dumps(params_to_json(params)))  # what a report carries: JSON only
+    assert params_from_json(sent) == params
+    assert request_key("Converse", params_from_json(sent)) == request_key("Converse", params)
+
+
+def test_params_without_a_json_form_are_refused() -> None:
+    with pytest.raises(TypeError, match="file object is read once"):
+        params_to_json({"body": io.BytesIO(b"{}")})
