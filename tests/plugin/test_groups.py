@@ -154,6 +154,25 @@ def test_a_selection_keeps_the_verdict_over_the_selected_tests(
     assert not any("password" in t for t in group["tests"])
 
 
+@DIST
+def test_a_member_that_fails_in_its_body_leaves_its_requests_out(
+    suite: pytest.Pytester, dist: tuple[str, ...]
+) -> None:
+    suite.makepyfile(
+        test_suite=SUITE.format(prompts=PROMPTS, extra="")
+        + "    assert 'invoice' not in prompt, 'the application broke'\n"
+    )
+    result = suite.runpytest(
+        "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same", *dist, *GROUPED, *REPORTS
+    )
+    result.assert_outcomes(passed=3, failed=1)  # two members and the verdict; the broken one
+    result.stdout.fnmatch_lines(
+        ["*the application broke*", "bedrock_regression[[]release[]] *pass"]
+    )
+    group = json.loads((suite.path / "r.json").read_text())["groups"][0]
+    assert len(group["tests"]) == 3 and group["regression"]["prompts"] == 2
+
+
 @pytest.mark.skipif(not HAVE_XDIST, reason="pytest-xdist is not installed")
 def test_under_xdist_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
     suite.makepyfile(test_two=DISAGREE)
