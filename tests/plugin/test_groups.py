@@ -103,13 +103,16 @@ def test_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
 
 #: A plugin of the process that prints: the result data each test report carries there.
 SEES_REPORTS = """
-import os
+class Seen:
+    def pytest_runtest_logreport(self, report):
+        data = getattr(report, "bedrock_latency", None)
+        if data is not None:
+            with open("seen.txt", "a") as seen:
+                seen.write(" ".join(data) + "\\n")
 
-def pytest_runtest_logreport(report):
-    data = getattr(report, "bedrock_latency", None)
-    if data is not None and "PYTEST_XDIST_WORKER" not in os.environ:
-        with open("seen.txt", "a") as seen:
-            seen.write(" ".join(data) + "\\n")
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # not in an xdist worker
+        config.pluginmanager.register(Seen(), "seen")
 """
 
 #: Each pooled-gate test below runs without xdist and with two workers, whose controller
