@@ -101,6 +101,20 @@ _AWS_VARIABLES = (
 )
 
 
+#: What every pytest a test starts (pytester's, a subprocess, an ``-n`` worker) reads from
+#: ``PYTEST_ADDOPTS``, in place of the machine's: LangSmith's pytest plugin off. The
+#: ``clients`` extra brings it in with LangChain; no inner run uses it, and it costs each
+#: fresh interpreter about a second to import.
+INNER_ADDOPTS = "-p no:langsmith_plugin"
+
+
+@pytest.fixture(autouse=True)
+def _inner_addopts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
+    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
+
+
 @pytest.fixture
 def clean_aws_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
