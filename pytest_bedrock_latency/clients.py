@@ -10,7 +10,7 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 if TYPE_CHECKING:
     import boto3
@@ -139,14 +139,14 @@ class Clients:
                 )
         return problems
 
-    def _config(self) -> Config:
+    def _config(self, session: boto3.Session) -> Config:
         from botocore.config import Config
 
         timeout = self.target.timeout
         return Config(
             read_timeout=timeout if timeout is not None else 60,
             connect_timeout=min(timeout, 10) if timeout is not None else 10,
-            retries={"mode": "standard", "total_max_attempts": 5},
+            retries={"mode": _retry_mode(session), "total_max_attempts": 5},
             max_pool_connections=self.target.pool_size,
         )
 
@@ -156,7 +156,9 @@ class Clients:
         with self._lock:
             if self._runtime is None:
                 self._runtime = session.client(
-                    "bedrock-runtime", endpoint_url=self.target.endpoint_url, config=self._config()
+                    "bedrock-runtime",
+                    endpoint_url=self.target.endpoint_url,
+                    config=self._config(session),
                 )
             return self._runtime
 
@@ -170,7 +172,7 @@ class Clients:
             if self._control is None:
                 endpoint = self.target.endpoint_url if self.target.emulator else None
                 self._control = session.client(
-                    "bedrock", endpoint_url=endpoint, config=self._config()
+                    "bedrock", endpoint_url=endpoint, config=self._config(session)
                 )
             return self._control
 
@@ -181,3 +183,17 @@ def _bedrock_regions(session: boto3.Session) -> set[str]:
         # botocore lists no regions for "bedrock-runtime"; the control plane's list is the same set.
         regions.update(session.get_available_regions("bedrock", partition_name=partition))
     return regions
+
+
+RetryMode = Literal["standard", "adaptive", "legacy"]
+
+
+def _retry_mode(session: boto3.Session) -> RetryMode:
+    """botocore's ``standard`` retry mode, unless the user's AWS config names one.
+
+    ``AWS_RETRY_MODE`` or the profile's ``retry_mode`` (boto3's own settings, which the
+    application's clients follow too) win: ``adaptive`` for client-side rate limiting, or
+    ``legacy``, whose backoff comes from a ``_retry.json`` on the AWS data path.
+    """
+    configured = session._session.get_config_variable("retry_mode", methods=("env", "config"))
+    return cast(RetryMode, configured) if configured in get_args(RetryMode) else "standard"

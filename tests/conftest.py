@@ -8,10 +8,11 @@ the machine the suite runs on (so the results do not depend on a developer's ~/.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import pkgutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,50 @@ def clean_aws_env(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return
+
+
+@pytest.fixture(scope="session")
+def fixed_retry_delay(tmp_path_factory: pytest.TempPathFactory) -> Callable[[float], Path]:
+    """``fixed_retry_delay(seconds)``: a botocore data directory for retries without backoff.
+
+    botocore's ``legacy`` retry mode takes its retry rules and delays from the data file
+    ``_retry.json``, searched first on the AWS data path (``AWS_DATA_PATH``, a session's
+    ``data_path``). The file here is botocore's own with a fixed delay instead of the random
+    exponential backoff, so a retrying test neither waits seconds nor a random time. Plus one
+    rule: ModelNotReadyException (429) is retried, as botocore's standard mode does from
+    Bedrock's service model (legacy mode's shipped rules predate Bedrock).
+    """
+    import botocore.session
+
+    made: dict[float, Path] = {}
+
+    def directory(seconds: float) -> Path:
+        if seconds not in made:
+            rules = copy.deepcopy(botocore.session.get_session().get_data("_retry"))
+            rules["retry"]["__default__"]["delay"] = {
+                "type": "exponential",
+                "base": seconds,
+                "growth_factor": 1,
+            }
+            rules["retry"]["bedrock-runtime"] = {
+                "__default__": {
+                    "policies": {
+                        "model_not_ready": {
+                            "applies_when": {
+                                "response": {
+                                    "service_error_code": "ModelNotReadyException",
+                                    "http_status_code": 429,
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            made[seconds] = tmp_path_factory.mktemp("botocore-data")
+            (made[seconds] / "_retry.json").write_text(json.dumps(rules), encoding="utf-8")
+        return made[seconds]
+
+    return directory
 
 
 class BedrockPytester:

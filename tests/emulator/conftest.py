@@ -6,9 +6,8 @@ stays quick; the timing tests use the slower ``timing.model`` profile.
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -89,23 +88,11 @@ RETRY_DELAY_S = 0.001
 
 
 @pytest.fixture(scope="session")
-def no_backoff_session(tmp_path_factory: pytest.TempPathFactory) -> boto3.Session:
-    """A boto3 session whose clients, in botocore's ``legacy`` retry mode, wait RETRY_DELAY_S.
-
-    The legacy mode takes its retry rules and delay from botocore's data file ``_retry.json``,
-    searched first in the session's ``data_path`` (the setting ``AWS_DATA_PATH`` sets). A copy
-    of botocore's own file there, with a fixed delay, keeps every retry rule as shipped.
-    """
-    rules = copy.deepcopy(botocore.session.get_session().get_data("_retry"))
-    rules["retry"]["__default__"]["delay"] = {
-        "type": "exponential",
-        "base": RETRY_DELAY_S,
-        "growth_factor": 1,
-    }
-    data = tmp_path_factory.mktemp("botocore-data")
-    (data / "_retry.json").write_text(json.dumps(rules), encoding="utf-8")
+def no_backoff_session(fixed_retry_delay: Callable[[float], Path]) -> boto3.Session:
+    """A boto3 session whose clients, in botocore's ``legacy`` retry mode, wait RETRY_DELAY_S
+    (``fixed_retry_delay``, tests/conftest.py: botocore's own retry rules on the data path)."""
     core = botocore.session.get_session()
-    core.set_config_variable("data_path", str(data))
+    core.set_config_variable("data_path", str(fixed_retry_delay(RETRY_DELAY_S)))
     return boto3.Session(botocore_session=core)
 
 

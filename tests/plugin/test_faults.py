@@ -7,13 +7,14 @@ Bedrock not configured, and a whole session with 30% throttling that still decid
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support_bot.testing import (
     BASE,
     CONCISE,
-    FAST_RETRIES,
+    FRESH_DEFAULT_SESSION,
     VERBOSE,
     isolate_environment,
     load_report,
@@ -21,10 +22,23 @@ from support_bot.testing import (
     write_suite,
 )
 
+#: botocore's wait between two attempts here: fixed and short, not its random backoff
+#: (seconds per throttled attempt). The application's and the plugin's clients both follow
+#: AWS_RETRY_MODE (legacy mode takes the delay from AWS_DATA_PATH's _retry.json).
+RETRY_DELAY_S = 0.001
+
 
 @pytest.fixture(autouse=True)
-def _environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_environment(monkeypatch, tmp_path, SUPPORT_BOT_MODEL_ID=CONCISE)
+def _environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fixed_retry_delay: Callable[[float], Path]
+) -> None:
+    isolate_environment(
+        monkeypatch,
+        tmp_path,
+        SUPPORT_BOT_MODEL_ID=CONCISE,
+        AWS_RETRY_MODE="legacy",
+        AWS_DATA_PATH=str(fixed_retry_delay(RETRY_DELAY_S)),
+    )
 
 
 HEADER = f"""
@@ -39,7 +53,7 @@ HEADER = f"""
 
 
 def run(pytester: pytest.Pytester, tests: str, *args: str) -> pytest.RunResult:
-    write_suite(pytester, HEADER + tests, conftest=FAST_RETRIES)
+    write_suite(pytester, HEADER + tests, conftest=FRESH_DEFAULT_SESSION)
     return pytester.runpytest(
         "--bedrock-model",
         CONCISE,
@@ -52,17 +66,12 @@ def run(pytester: pytest.Pytester, tests: str, *args: str) -> pytest.RunResult:
 
 
 # -- throttling --------------------------------------------------------------------------------
+#: Run with a retry delay of 150 ms (THROTTLING_DELAY_S).
 THROTTLING = """
-    @pytest.fixture
-    def fixed_backoff(monkeypatch):
-        import botocore.retries.standard as standard
-        monkeypatch.setattr(standard.ExponentialBackoff, "delay_amount", lambda self, context: 0.15)
-
-
     # TTFT bound 300 ms: the profile's 20 ms passes even on a busy machine; the 2 x 150 ms
     # of backoff, were they counted in it, would not.
     @pytest.mark.bedrock_latency(max_ttft_ms=300)
-    def test_throttled_twice_then_answered(bedrock_emulator, bedrock_calls, fixed_backoff):
+    def test_throttled_twice_then_answered(bedrock_emulator, bedrock_calls):
         bedrock_emulator.inject_error("ThrottlingException", model_id=CONCISE, times=2)
         assert support_bot.stream_answer(support_bot.make_client(), QUESTION).text
         (call,) = bedrock_calls
@@ -98,7 +107,15 @@ THROTTLING = """
 """
 
 
-def test_throttling_and_model_not_ready(pytester: pytest.Pytester) -> None:
+THROTTLING_DELAY_S = 0.15
+
+
+def test_throttling_and_model_not_ready(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    fixed_retry_delay: Callable[[float], Path],
+) -> None:
+    monkeypatch.setenv("AWS_DATA_PATH", str(fixed_retry_delay(THROTTLING_DELAY_S)))
     result = run(pytester, THROTTLING)
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines(
@@ -309,7 +326,7 @@ THROTTLED_SESSION = """
 def test_a_session_with_30_percent_throttling_reaches_correct_verdicts(
     pytester: pytest.Pytester,
 ) -> None:
-    write_suite(pytester, HEADER + THROTTLED_SESSION, conftest=FAST_RETRIES)
+    write_suite(pytester, HEADER + THROTTLED_SESSION, conftest=FRESH_DEFAULT_SESSION)
     # No --bedrock-model: each gate's candidate is the one model its test called.
     result = pytester.runpytest("--bedrock-baseline", BASE, "--bedrock-report", "report.json")
     result.assert_outcomes(passed=1, failed=1)

@@ -99,22 +99,18 @@ def isolate_environment(monkeypatch: Any, tmp_path: Path, **extra: str) -> None:
         monkeypatch.setenv(name, value)
 
 
-FAST_RETRIES = """
-import botocore.retries.standard as _standard
+#: The conftest of a suite whose clients retry without botocore's random backoff. The test
+#: sets ``AWS_RETRY_MODE=legacy`` and ``AWS_DATA_PATH`` (see ``fixed_retry_delay`` in
+#: tests/conftest.py); boto3's default session reads the data path once, so a default
+#: session left by an earlier in-process run must not serve this one.
+FRESH_DEFAULT_SESSION = """
+import boto3
 import pytest
-
-_delay = _standard.ExponentialBackoff.delay_amount
-
-
-def _fast_delay(self, context):
-    # botocore waits rand(0, 1) * 2**n seconds between throttled attempts; a twentieth of
-    # that keeps the suite quick. The plugin must measure whatever wait there is.
-    return _delay(self, context) / 20
 
 
 @pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    monkeypatch.setattr(_standard.ExponentialBackoff, "delay_amount", _fast_delay)
+def fresh_default_session():
+    boto3.setup_default_session()
 """
 
 
