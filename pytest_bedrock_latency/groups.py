@@ -114,8 +114,9 @@ def receive(groups: dict[str, Group], data: Mapping[str, Any]) -> Group:
 
 
 class GroupItem(pytest.Item):
-    """The verdict of a pooled gate, run after its members (the gate itself is drawn by the
-    session when this item's call phase ends, like any test's gate)."""
+    """The verdict of a pooled gate, run after its members (under xdist, in the controller
+    once the workers have finished); the gate itself is drawn by the session when this
+    item's call phase ends, like any test's gate."""
 
     def runtest(self) -> None:
         """Nothing to run: the verdict is checked after the call like a member's gate."""

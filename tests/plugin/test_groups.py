@@ -101,6 +101,20 @@ def test_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
     )
 
 
+#: A plugin of the process that prints: the result data each test report carries there.
+SEES_REPORTS = """
+class Seen:
+    def pytest_runtest_logreport(self, report):
+        data = getattr(report, "bedrock_latency", None)
+        if data is not None:
+            with open("seen.txt", "a") as seen:
+                seen.write(" ".join(data) + "\\n")
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # not in an xdist worker
+        config.pluginmanager.register(Seen(), "seen")
+"""
+
 #: Each pooled-gate test below runs without xdist and with two workers, whose controller
 #: draws the group's pairs once they have finished.
 DIST = pytest.mark.parametrize(
@@ -117,6 +131,7 @@ def test_a_verbose_candidate_fails_the_group_not_its_members(
     step_summary = suite.path / "step-summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    suite.makeconftest(SEES_REPORTS)
     result = run(suite, "verbose", *dist, *REPORTS, extra=', group="release"')
     # The members pass on their own bounds (on the workers); the group's verdict fails.
     result.assert_outcomes(passed=3, failed=1)
@@ -132,6 +147,10 @@ def test_a_verbose_candidate_fails_the_group_not_its_members(
     group = group_entry(suite, "failed", 3)
     assert sorted(group["tests"]) == sorted(f"test_suite.py::test_answer[{p}]" for p in PROMPTS)
     assert verdict_case(suite).find("failure") is not None
+    # The members' prompts went to the controller, and no further: other plugins' hooks
+    # (a report log) see the results, not the calls.
+    seen = (suite.path / "seen.txt").read_text().split()
+    assert "nodeid" in seen and "group" not in seen
     # GitHub Actions: a row in the step summary, an annotation (in no file) for the verdict.
     assert "`bedrock_regression[release]`" in step_summary.read_text()
     result.stdout.fnmatch_lines(
@@ -152,6 +171,25 @@ def test_a_selection_keeps_the_verdict_over_the_selected_tests(
     result.stdout.fnmatch_lines(["bedrock_regression[[]release[]] *pass"])
     group = group_entry(suite, "passed", 2)
     assert not any("password" in t for t in group["tests"])
+
+
+@DIST
+def test_a_member_that_fails_in_its_body_leaves_its_requests_out(
+    suite: pytest.Pytester, dist: tuple[str, ...]
+) -> None:
+    suite.makepyfile(
+        test_suite=SUITE.format(prompts=PROMPTS, extra="")
+        + "    assert 'invoice' not in prompt, 'the application broke'\n"
+    )
+    result = suite.runpytest(
+        "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same", *dist, *GROUPED, *REPORTS
+    )
+    result.assert_outcomes(passed=3, failed=1)  # two members and the verdict; the broken one
+    result.stdout.fnmatch_lines(
+        ["*the application broke*", "bedrock_regression[[]release[]] *pass"]
+    )
+    group = json.loads((suite.path / "r.json").read_text())["groups"][0]
+    assert len(group["tests"]) == 3 and group["regression"]["prompts"] == 2
 
 
 @pytest.mark.skipif(not HAVE_XDIST, reason="pytest-xdist is not installed")

@@ -233,6 +233,9 @@ def test_the_base_comes_from_the_control_plane_for_a_custom_model(
                 trainingDataConfig={"s3Uri": "s3://bucket/train.jsonl"}, outputDataConfig={"s3Uri": "s3://bucket/out"},
                 hyperParameters={"epochCount": "1"},
             )
+            yield
+            # moto's state is the process's: a later emulator in it must not know the model.
+            boto3.client("bedrock").delete_custom_model(modelIdentifier="support-v3")
 
         @pytest.mark.bedrock_regression(budget=10, {TIMING})
         def test_gate(bedrock_model):
