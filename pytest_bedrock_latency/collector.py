@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .markers import group_nodeid
 from .settings import Settings
 
 # tabulate (through report.py) and boto3 are imported only when there is something to do.
@@ -245,7 +246,9 @@ class ResultCollector:
             # After Ctrl-C the tests that finished keep their recordings; nothing is
             # pruned, since an interrupted run cannot tell a stale entry from an unreached one.
             if not interrupted:
-                pruned = store.prune_stale()
+                # A pooled group's entries are never pruned: a run of some of its tests
+                # (-k, a subset of files) re-records the group with only their prompts.
+                pruned = store.prune_stale(keep=[group_nodeid(name) for name in self.groups])
             try:
                 written = store.save()
             except BaselineFileError as error:
@@ -266,9 +269,9 @@ class ResultCollector:
             count = f"{len(unused)} stored baseline entr{'y' if len(unused) == 1 else 'ies'}"
             if self.settings.update_baseline:
                 messages.append(
-                    f"bedrock: {count} in {store.path.name} belong to tests this run did not "
-                    f"record (e.g. {unused[0][0]}); they are kept: delete them from the file "
-                    "by hand if those tests are gone"
+                    f"bedrock: {count} in {store.path.name} belong to tests (or prompts of a "
+                    f"pooled group) this run did not record (e.g. {unused[0][0]}); they are "
+                    "kept: delete them from the file by hand if those tests are gone"
                 )
             else:
                 messages.append(
