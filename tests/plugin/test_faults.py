@@ -299,6 +299,10 @@ def test_bedrock_not_configured_skips_or_fails_with_require(pytester: pytest.Pyt
     assert "Traceback" not in required.stdout.str()
 
 
+#: Gates whose verdicts take many pairs draw four at a time (the verdict does not depend on it).
+FOUR_PAIRS = "bedrock_concurrency = 4\n"
+
+
 # -- a session with 30% throttling still reaches the right verdicts -----------------------------
 THROTTLED_SESSION = """
     @pytest.fixture(autouse=True)
@@ -326,7 +330,9 @@ THROTTLED_SESSION = """
 def test_a_session_with_30_percent_throttling_reaches_correct_verdicts(
     pytester: pytest.Pytester,
 ) -> None:
-    write_suite(pytester, HEADER + THROTTLED_SESSION, conftest=FRESH_DEFAULT_SESSION)
+    write_suite(
+        pytester, HEADER + THROTTLED_SESSION, ini=FOUR_PAIRS, conftest=FRESH_DEFAULT_SESSION
+    )
     # No --bedrock-model: each gate's candidate is the one model its test called.
     result = pytester.runpytest("--bedrock-baseline", BASE, "--bedrock-report", "report.json")
     result.assert_outcomes(passed=1, failed=1)
@@ -370,7 +376,7 @@ OUTLIERS = """
 
 def test_outliers_on_every_model_still_give_the_right_verdicts(pytester: pytest.Pytester) -> None:
     # One request in ten is three times slower, on all models; the default budget copes.
-    write_suite(pytester, HEADER + OUTLIERS)
+    write_suite(pytester, HEADER + OUTLIERS, ini=FOUR_PAIRS)
     result = pytester.runpytest("--bedrock-baseline", BASE, "--bedrock-report", "report.json")
     result.assert_outcomes(passed=1, failed=1)
     tests = report_tests(load_report(pytester.path / "report.json"))
