@@ -269,9 +269,9 @@ class ResultCollector:
             count = f"{len(unused)} stored baseline entr{'y' if len(unused) == 1 else 'ies'}"
             if self.settings.update_baseline:
                 messages.append(
-                    f"bedrock: {count} in {store.path.name} belong to tests (or prompts of a "
-                    f"pooled group) this run did not record (e.g. {unused[0][0]}); they are "
-                    "kept: delete them from the file by hand if those tests are gone"
+                    f"bedrock: {count} in {store.path.name} belong to tests this run did not "
+                    f"record (e.g. {unused[0][0]}); they are kept: delete them from the file "
+                    "by hand if those tests are gone"
                 )
             else:
                 messages.append(
