@@ -36,7 +36,7 @@ from .records import RequestRecord
 from .request_features import Features, converse_features, count_features, native_features
 from .schedule import ms_per_token_of
 from .textgen import count_input_tokens, derive_rng, prompt_sha
-from .wire import ClientGone, Responder, pad, stream_exception
+from .wire import ClientGone, Responder, Step, pad, sleep_until, stream_exception
 
 __all__ = [
     "OPERATIONS",
@@ -145,12 +145,6 @@ def serve_apply_guardrail(
     u = derive_rng("apply-guardrail", seed, identifier, version, text, sample).random()
     intervened = triggered(guard, text) or u < intervention_rate
     out.send_json(200, apply_response(guard, str(source), text, intervened, 3), request_id)
-
-
-def _sleep_until(deadline: float) -> None:
-    remaining = deadline - time.perf_counter()
-    if remaining > 0:
-        time.sleep(remaining)
 
 
 def _elapsed_ms(t0: float) -> int:
@@ -340,7 +334,7 @@ class _Call:
         self.input_tokens: int | None = None
         self.plan: AnswerPlan | None = None
         self.sample: int | None = None
-        self.slip = 0.0  # seconds the first delta went out late; later deltas keep their gaps
+        self.sent = 0  # deltas of a stream built so far (the pacer may build them elsewhere)
         self.guard: Guardrail | None = None
         self.family = "nova"
 
@@ -518,7 +512,7 @@ class _Call:
         return {"trace": converse_trace(gid, inp, output, plan.guardrail is not None)}
 
     def _converse(self, req: ParsedRequest, plan: AnswerPlan, answer: Answer) -> None:
-        _sleep_until(self.t0 + plan.done_ms / 1000.0)
+        sleep_until(self.t0 + plan.done_ms / 1000.0)
         content = [families.converse_content(b) for b in answer.content_blocks()]
         out: dict[str, Any] = {
             "output": {"message": {"role": "assistant", "content": content}},
@@ -533,7 +527,7 @@ class _Call:
         self.out.send_json(200, out, self.request_id)
 
     def _invoke(self, req: ParsedRequest, plan: AnswerPlan, answer: Answer, family: str) -> None:
-        _sleep_until(self.t0 + plan.done_ms / 1000.0)
+        sleep_until(self.t0 + plan.done_ms / 1000.0)
         headers = {
             "X-Amzn-Bedrock-Input-Token-Count": str(answer.input_tokens),
             "X-Amzn-Bedrock-Output-Token-Count": str(answer.output_tokens),
@@ -550,54 +544,66 @@ class _Call:
             content_type=self.headers.get("accept") or "application/json",
         )
 
-    def _paced(
+    def _delta_steps(
         self,
         plan: AnswerPlan,
         first: Callable[[], list[bytes]],
         open_block: Callable[[int, Block], list[bytes]],
         piece: Callable[[int, Block, str, int], bytes],
         close_block: Callable[[int, Block], list[bytes]],
-    ) -> tuple[int, list[bytes]]:
-        """Send every delta when due, opening and closing content blocks around its pieces.
+    ) -> tuple[list[Step], Callable[[], list[bytes]]]:
+        """A step per delta, opening and closing content blocks around its pieces.
 
-        Stops before delta ``plan.stream_error_after``. Returns the deltas sent and the frames
-        of blocks that had no pieces (to go out with the end of the stream).
+        Stops before delta ``plan.stream_error_after``. Returns the steps and what builds the
+        frames of blocks that had no pieces (to go out with the end of the stream, built then
+        so frame numbers follow the deltas'). ``self.sent``
+        counts the deltas as their frames are built, for the request log of a broken stream.
         """
-        sent = 0
+        steps: list[Step] = []
         opened: set[int] = set()
         n = len(plan.deltas)
         for i, (text, offset) in enumerate(zip(plan.deltas, plan.delta_offsets_ms, strict=False)):
             if plan.stream_error_after == i:
-                return sent, []
+                return steps, list
             index = plan.delta_blocks[i] if i < len(plan.delta_blocks) else 0
             block = plan.blocks[index] if index < len(plan.blocks) else Block("text", text, ())
-            due = self.t0 + offset / 1000.0 + self.slip
-            _sleep_until(due)
-            if i == 0:
-                # A first delta sent late (a machine too busy) shifts the rest of the stream:
-                # the gaps between deltas stay the profile's instead of bunching to catch up.
-                self.slip = max(0.0, time.perf_counter() - due)
-            frames = first() if i == 0 else []
-            if index not in opened:
-                opened.add(index)
-                frames += open_block(index, block)
-            frames.append(piece(index, block, text, i))
-            if i + 1 == n or plan.delta_blocks[i + 1] != index:
-                frames += close_block(index, block)
-            self.out.write(*frames)
-            sent = i + 1
-        empty: list[bytes] = []
-        for index, block in enumerate(plan.blocks):
-            if index not in opened:
-                empty += open_block(index, block) + close_block(index, block)
-        return sent, empty
+            opens = index not in opened
+            opened.add(index)
+            closes = i + 1 == n or plan.delta_blocks[i + 1] != index
+
+            def frames(
+                i: int = i,
+                index: int = index,
+                block: Block = block,
+                text: str = text,
+                opens: bool = opens,
+                closes: bool = closes,
+            ) -> list[bytes]:
+                out = first() if i == 0 else []
+                if opens:
+                    out += open_block(index, block)
+                out.append(piece(index, block, text, i))
+                if closes:
+                    out += close_block(index, block)
+                self.sent = i + 1
+                return out
+
+            steps.append(Step(self.t0 + offset / 1000.0, frames, sets_slip=i == 0))
+
+        def empty() -> list[bytes]:
+            out: list[bytes] = []
+            for index, block in enumerate(plan.blocks):
+                if index not in opened:
+                    out += open_block(index, block) + close_block(index, block)
+            return out
+
+        return steps, empty
 
     def _stream_converse(
         self, req: ParsedRequest, plan: AnswerPlan, answer: Answer, injected: str | None
     ) -> None:
         out = self.out
         out.start_stream(self.request_id, {})
-        sent = 0
         n_frames = 0
 
         def frame(kind: str, payload: dict[str, Any]) -> bytes:
@@ -627,36 +633,48 @@ class _Call:
             frames.append(frame("contentBlockStop", {"contentBlockIndex": index}))
             return frames
 
+        # messageStart goes out with the headers, as Bedrock does; TTFT is the first delta.
+        steps = [Step(self.t0, lambda: [frame("messageStart", {"role": "assistant"})])]
+        deltas, empty = self._delta_steps(plan, list, open_block, piece, close_block)
+        steps += deltas
+        if plan.stream_error_after is not None:
+            steps.append(self._break_step(plan, len(deltas), injected))
+        else:
+
+            def end() -> list[bytes]:
+                stop: dict[str, Any] = {"stopReason": plan.stop_reason}
+                stop.update(self._response_fields(req, answer))
+                metadata: dict[str, Any] = {
+                    "usage": _usage(answer),
+                    "metrics": {"latencyMs": _elapsed_ms(self.t0)},
+                }
+                metadata.update(self._trace(req, plan, answer))
+                metadata.update(_echo(req))
+                self._log(200, None)
+                return [*empty(), frame("messageStop", stop), frame("metadata", metadata)]
+
+            # Due at once: the end follows the last delta without a wait of its own.
+            steps.append(Step(self.t0, end))
+        self._play(steps)
+
+    def _play(self, steps: list[Step]) -> None:
+        """Send the stream's steps; log a client that went away with the deltas it got."""
         try:
-            # messageStart goes out with the headers, as Bedrock does; TTFT is the first delta.
-            out.write(frame("messageStart", {"role": "assistant"}))
-            sent, empty = self._paced(plan, list, open_block, piece, close_block)
-            if plan.stream_error_after is not None:
-                self._break_stream(plan, sent, injected)
-                return
-            stop: dict[str, Any] = {"stopReason": plan.stop_reason}
-            stop.update(self._response_fields(req, answer))
-            metadata: dict[str, Any] = {
-                "usage": _usage(answer),
-                "metrics": {"latencyMs": _elapsed_ms(self.t0)},
-            }
-            metadata.update(self._trace(req, plan, answer))
-            metadata.update(_echo(req))
-            self._log(200, None)
-            out.write(*empty, frame("messageStop", stop), frame("metadata", metadata))
-            out.end()
+            self.out.play(steps)
         except ClientGone:
-            self._log(200, "ClientDisconnected", sent=sent)
+            self._log(200, "ClientDisconnected", sent=self.sent)
             raise
 
-    def _break_stream(self, plan: AnswerPlan, sent: int, injected: str | None) -> None:
+    def _break_step(self, plan: AnswerPlan, sent: int, injected: str | None) -> Step:
         """End a stream mid-answer with an exception frame, when the next delta was due."""
         due = plan.delta_offsets_ms[sent] if sent < len(plan.delta_offsets_ms) else plan.done_ms
-        _sleep_until(self.t0 + due / 1000.0 + self.slip)
-        member, frame = stream_exception(injected, sent)
-        self._log(200, member, sent=sent)
-        self.out.write(frame)
-        self.out.end()
+
+        def frames() -> list[bytes]:
+            member, frame = stream_exception(injected, sent)
+            self._log(200, member, sent=sent)
+            return [frame]
+
+        return Step(self.t0 + due / 1000.0, frames)
 
     def _stream_invoke(
         self,
@@ -706,13 +724,13 @@ class _Call:
                 return []
             return [chunk(c) for c in families.native_block_stop(family, index, block)]
 
-        sent = 0
-        try:
-            sent, empty = self._paced(plan, first, open_block, piece, close_block)
-            if plan.stream_error_after is not None:
-                self._break_stream(plan, sent, injected)
-                return
-            _sleep_until(self.t0 + plan.done_ms / 1000.0 + self.slip)
+        steps, empty = self._delta_steps(plan, first, open_block, piece, close_block)
+        if plan.stream_error_after is not None:
+            steps.append(self._break_step(plan, len(steps), injected))
+            self._play(steps)
+            return
+
+        def end() -> list[bytes]:
             latency = _elapsed_ms(self.t0)
             metrics = {
                 "inputTokenCount": answer.input_tokens,
@@ -723,12 +741,11 @@ class _Call:
             if answer.cache_read_tokens or answer.cache_write_tokens:
                 metrics["cacheReadInputTokenCount"] = answer.cache_read_tokens
                 metrics["cacheWriteInputTokenCount"] = answer.cache_write_tokens
-            end = [chunk(c) for c in families.native_stream_end(family, answer, metrics)]
+            frames = [chunk(c) for c in families.native_stream_end(family, answer, metrics)]
             if not plan.deltas:
-                end = first() + empty + end
+                frames = first() + empty() + frames
             self._log(200, None)
-            out.write(*end)
-            out.end()
-        except ClientGone:
-            self._log(200, "ClientDisconnected", sent=sent)
-            raise
+            return frames
+
+        steps.append(Step(self.t0 + plan.done_ms / 1000.0, end))
+        self._play(steps)

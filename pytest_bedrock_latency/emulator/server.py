@@ -36,6 +36,7 @@ from .control_plane import ControlPlane, HttpRequest, custom_model_base
 from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
 from .eventstream import exception_frame
 from .guardrails import Guardrail, GuardrailStore
+from .pacer import Pacer
 from .profiles import Profile, ProfileSet, ProfileSource, load_profiles
 from .prompt_cache import CacheUse, PromptCache
 from .records import EmulatorFault, RequestRecord
@@ -205,6 +206,7 @@ class _Server(ThreadingHTTPServer):
         self.idle_timeout = idle_timeout
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
+        self.pacer: Pacer | None = None  # set by Serving; paces every HTTP/1.1 stream
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, _Handler)
@@ -241,6 +243,7 @@ class Serving:
         self, address: tuple[str, int], backend: Backend, idle_timeout: float, name: str
     ) -> None:
         self.server = _Server(address, backend, idle_timeout)
+        self.server.pacer = self._pacer = Pacer(name + "-pacer")
         self._thread = threading.Thread(
             target=self.server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -255,6 +258,7 @@ class Serving:
         self.server.close_open_connections()
         self.server.server_close()
         self._thread.join(timeout=5)
+        self._pacer.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -349,7 +353,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         t0 = time.perf_counter()
         received_at = time.time()
-        out = Http1Responder(self)
+        out = Http1Responder(self, self.server.pacer)
         try:
             try:
                 body = self._read_body()

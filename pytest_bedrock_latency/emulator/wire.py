@@ -10,20 +10,27 @@ data per chunk and a Content-Length or close-delimited body would hide the pacin
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .error_codes import ERROR_MESSAGES, ERROR_STATUS, ERROR_TYPE_SUFFIX, STREAM_EXCEPTIONS
 from .eventstream import LAST_CHUNK, exception_frame, http_chunk
+
+if TYPE_CHECKING:
+    from .pacer import Pacer
 
 __all__ = [
     "PREFACE_LINE",
     "ClientGone",
     "Http1Responder",
     "Responder",
+    "Step",
     "pad",
+    "sleep_until",
     "stream_exception",
 ]
 
@@ -35,6 +42,29 @@ _PAD_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 class ClientGone(Exception):
     """The client closed the connection while we were writing."""
+
+
+def sleep_until(deadline: float) -> None:
+    """Sleep until ``time.perf_counter()`` reaches ``deadline`` (at once if it has)."""
+    remaining = deadline - time.perf_counter()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One timed write of a paced stream.
+
+    ``due`` is absolute (``time.perf_counter()`` seconds) before the stream's slip: how late
+    the step marked ``sets_slip`` (the first delta) went out, added to it and every later step
+    so a late first delta keeps the profile's gaps after it instead of bunching them.
+    ``frames`` is called when the step is sent, not before, so what it measures or records
+    (latency, the request log) is as of sending.
+    """
+
+    due: float
+    frames: Callable[[], Sequence[bytes]]
+    sets_slip: bool = False
 
 
 def pad(n: int) -> str:
@@ -88,6 +118,21 @@ class Responder(ABC):
     def end(self) -> None:
         """End the stream."""
 
+    def play(self, steps: Sequence[Step]) -> None:
+        """Send every step when due, then end the stream; ``ClientGone`` if the client left.
+
+        This one sleeps in the calling thread (HTTP/2 multiplexes a connection's streams on
+        their own threads already); HTTP/1.1 hands the steps to the server's pacer.
+        """
+        slip = 0.0
+        for step in steps:
+            due = step.due + slip
+            sleep_until(due)
+            if step.sets_slip:
+                slip = max(0.0, time.perf_counter() - due)
+            self.write(*step.frames())
+        self.end()
+
     def send_json(
         self,
         status: int,
@@ -120,8 +165,9 @@ class Responder(ABC):
 class Http1Responder(Responder):
     """HTTP/1.1 through a ``BaseHTTPRequestHandler`` (unbuffered ``wfile``: a write is a send)."""
 
-    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+    def __init__(self, handler: BaseHTTPRequestHandler, pacer: Pacer | None = None) -> None:
         self._h = handler
+        self._pacer = pacer
 
     def send(
         self,
@@ -158,6 +204,16 @@ class Http1Responder(Responder):
             self._h.wfile.flush()
         except (OSError, ValueError) as exc:  # reset, broken pipe, send timeout, closed file
             raise ClientGone() from exc
+
+    def play(self, steps: Sequence[Step]) -> None:
+        # One pacing thread for every stream: a thread per stream, each waking for every
+        # frame, makes thousands of wake-ups a second contend for the GIL and go out late.
+        sock = self._h.connection
+        if self._pacer is None or not steps or not self._pacer.usable(sock):
+            super().play(steps)
+            return
+        self._h.wfile.flush()  # the headers, before the pacer writes to the socket directly
+        self._pacer.play(sock, steps)
 
     def end(self) -> None:
         try:
