@@ -9,7 +9,8 @@ Design notes:
 * The raw request path is split on ``/`` before unquoting, because model ids are ARNs
   whose ``/`` arrive as ``%2F``.
 * Every frame is sent at ``t0 + scheduled offset`` (absolute deadlines), so oversleeping
-  one gap does not delay the rest of the stream.
+  one gap does not delay the rest of the stream. HTTP/1.1 streams are sent by the server's
+  ``pacer.Pacer`` (a few threads for all of them), not by their handler threads.
 """
 
 from __future__ import annotations
