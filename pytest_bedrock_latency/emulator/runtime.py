@@ -556,8 +556,9 @@ class _Call:
 
         Stops before delta ``plan.stream_error_after``. Returns the steps and what builds the
         frames of blocks that had no pieces (to go out with the end of the stream, built then
-        so frame numbers follow the deltas'). ``self.sent``
-        counts the deltas as their frames are built, for the request log of a broken stream.
+        so frame numbers follow the deltas'). Each step's frames are built when it is sent
+        (maybe on the pacer's thread); ``self.sent`` counts the deltas built so far, for the
+        request log of a stream whose client went away.
         """
         steps: list[Step] = []
         opened: set[int] = set()
