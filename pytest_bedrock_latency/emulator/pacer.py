@@ -44,6 +44,7 @@ class _Stream:
         "done",
         "error",
         "fd",
+        "finished",
         "index",
         "pending",
         "registered",
@@ -61,6 +62,7 @@ class _Stream:
         self.pending = memoryview(b"")
         self.registered = False
         self.blocked_at = 0.0  # when the socket last stopped taking bytes
+        self.finished = False  # sent in full or failed; ``done`` is set a little later
         self.done = threading.Event()
         self.error: BaseException | None = None
 
@@ -128,6 +130,10 @@ class _Lane:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._sleeping_until = float("inf")  # the pacer's next wake-up; earlier ones must wake it
         self._stopped = False
+        # Streams sent in full (or failed) whose handler threads are not yet woken: they are
+        # woken when the lane is about to sleep, because a handler thread finishing its
+        # request holds the GIL that the lane needs back after every send.
+        self._finished: list[_Stream] = []
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -153,6 +159,8 @@ class _Lane:
             left, self._streams = self._streams, set()
         for stream in left:
             stream.error = ClientGone()
+            stream.done.set()
+        for stream in self._finished:  # the thread has stopped: nothing else touches it
             stream.done.set()
         self._selector.close()
         self._wake_r.close()
@@ -183,6 +191,10 @@ class _Lane:
                 if not ready:
                     wake_at = self._heap[0][0] if self._heap else float("inf")
                     self._sleeping_until = wake_at
+            if not ready:
+                finished, self._finished = self._finished, []
+                for stream in finished:
+                    stream.done.set()
             if ready:
                 for _, _, kind, stream, token in ready:
                     if kind == _DUE:
@@ -202,7 +214,7 @@ class _Lane:
 
     def _advance(self, stream: _Stream) -> None:
         """Send the stream's next step (it is due and nothing of the last one is left)."""
-        if stream.done.is_set():
+        if stream.finished:
             return
         step = stream.steps[stream.index]
         if step.sets_slip:
@@ -223,7 +235,7 @@ class _Lane:
 
     def _flush(self, stream: _Stream) -> None:
         """Write what the socket takes now; wait for writability or queue the next step."""
-        if stream.done.is_set():
+        if stream.finished:
             return
         progressed = False
         try:
@@ -264,4 +276,5 @@ class _Lane:
         with self._lock:
             self._streams.discard(stream)
         stream.error = error
-        stream.done.set()
+        stream.finished = True
+        self._finished.append(stream)
