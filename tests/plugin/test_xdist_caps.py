@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import MODEL, BedrockPytester
+
+if TYPE_CHECKING:  # the fixture's class, from tests/conftest.py
+    from conftest import BedrockPytester
 
 pytest.importorskip("xdist")
 
 #: In the suite's profiles (tests/conftest.py), every answer is 20 tokens, in both models.
+MODEL = "amazon.nova-lite-v1:0"
 BASE = "amazon.titan-text-express-v1"
 
 #: $0.05 per 1,000 output tokens and input free: every call costs 20 * 0.05 / 1000 = $0.001.
@@ -63,7 +66,7 @@ def suite(bedrock_pytester: BedrockPytester) -> BedrockPytester:
 def run(suite: BedrockPytester, *args: str) -> pytest.RunResult:
     return suite.run(
         "-n", "2", "--dist", "loadfile", "--bedrock-prices", "prices.toml",
-        "--bedrock-report", "r.json", *args,
+        "--bedrock-report", "r.json", *args, model=MODEL,
     )  # fmt: skip
 
 
