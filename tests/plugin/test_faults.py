@@ -155,6 +155,28 @@ def test_throttling_and_model_not_ready(
     assert "pytest_bedrock_latency/instrument.py" not in result.stdout.str()
 
 
+RETRY_MODE = """
+    def test_the_plugins_client_retries_in_the_configured_mode(bedrock_runtime):
+        import os
+
+        expected = os.environ.get("AWS_RETRY_MODE") or "standard"
+        assert bedrock_runtime.meta.config.retries["mode"] == expected
+"""
+
+
+@pytest.mark.parametrize("mode", ["legacy", "adaptive", None])
+def test_the_plugins_client_follows_aws_retry_mode(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode: str | None
+) -> None:
+    """AWS_RETRY_MODE (or a profile's retry_mode) wins, as for the application's clients;
+    without one the plugin's client uses botocore's standard mode."""
+    if mode is None:
+        monkeypatch.delenv("AWS_RETRY_MODE")
+    else:
+        monkeypatch.setenv("AWS_RETRY_MODE", mode)
+    run(pytester, RETRY_MODE).assert_outcomes(passed=1)
+
+
 # -- a stream that breaks mid-answer -------------------------------------------------------------
 BROKEN_STREAM = """
     @pytest.mark.bedrock_length(max_tokens=500)
