@@ -17,6 +17,7 @@ plugin's own gate code (``GateRun``, as the group's item and each test's gate us
 
     python3 benchmarks/gate_end_to_end.py            # a few minutes on 2 cores
     python3 benchmarks/gate_end_to_end.py --runs 5   # quicker look
+    python3 benchmarks/gate_end_to_end.py --cases same slow
 """
 
 from __future__ import annotations
@@ -138,6 +139,13 @@ def main() -> None:
         action="store_true",
         help="20 per-test gates for every case, not only 'same'",
     )
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=tuple(EXPECTED),
+        default=tuple(EXPECTED),
+        help="only these candidates (default: all four)",
+    )
     args = parser.parse_args()
     instrumentation = Instrumentation()
     with Emulator(profiles=PROFILES) as emulator:
@@ -157,12 +165,13 @@ def main() -> None:
             f"{'candidate':<13} {'expected':<9} {'pooled right':>12} {'invocations':>12} "
             f"{'per-test right':>15} {'invocations':>12}"
         )
-        for candidate, expected in EXPECTED.items():
+        for candidate in args.cases:
+            expected = EXPECTED[candidate]
             runs = [pooled(client, instrumentation, candidate) for _ in range(args.runs)]
             right = sum(1 for failed, _ in runs if failed == (expected == "fail"))
             calls = statistics.mean(n for _, n in runs)
             line = f"{candidate:<13} {expected:<9} {right:>7}/{args.runs:<4} {calls:>12.1f}"
-            if candidate == "same" or args.per_test_all:
+            if args.per_test_runs and (candidate == "same" or args.per_test_all):
                 singles = [
                     per_test(client, instrumentation, candidate) for _ in range(args.per_test_runs)
                 ]

@@ -61,7 +61,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -547,17 +547,19 @@ class BaselineStore:
         with self._lock:
             return sorted(ident for ident in self._parsed if ident not in self._used)
 
-    def prune_stale(self) -> list[tuple[str, str]]:
+    def prune_stale(self, keep: Collection[str] = ()) -> list[tuple[str, str]]:
         """Drop, at the next :meth:`save`, the stale entries of tests re-recorded this session.
 
         An entry is stale when its test recorded new samples this session but this session
         never looked the entry up: the test's prompt changed, or a parametrised case went.
         Entries of tests that did not run are kept whatever their age: a run with ``-k``
         or on a subset of files cannot tell a deleted test from a deselected one, so those
-        are for a person to remove by hand. Returns the entries that will be dropped.
+        are for a person to remove by hand. So are all the entries of the ids in ``keep``
+        (pooled groups: a run of some of their tests records only those tests' prompts).
+        Returns the entries that will be dropped.
         """
         with self._lock:
-            recorded = {test_id for test_id, _ in self._staged}
+            recorded = {test_id for test_id, _ in self._staged} - set(keep)
             stale = sorted(
                 ident for ident in self._parsed if ident[0] in recorded and ident not in self._used
             )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from .markers import group_nodeid
 from .settings import Settings
 
 # tabulate (through report.py) and boto3 are imported only when there is something to do.
@@ -245,7 +246,9 @@ class ResultCollector:
             # After Ctrl-C the tests that finished keep their recordings; nothing is
             # pruned, since an interrupted run cannot tell a stale entry from an unreached one.
             if not interrupted:
-                pruned = store.prune_stale()
+                # A pooled group's entries are never pruned: a run of some of its tests
+                # (-k, a subset of files) re-records the group with only their prompts.
+                pruned = store.prune_stale(keep=[group_nodeid(name) for name in self.groups])
             try:
                 written = store.save()
             except BaselineFileError as error:

@@ -40,11 +40,12 @@ class GatedMetric:
         bench_scale: multiply a value by this to store it in pytest-benchmark (seconds).
         bench_unit: the unit stored in pytest-benchmark.
         plot_title: the title of the plot panel.
-        budget_alpha: for a FAIL at the pair budget, the level of the "significantly
-            worse than the base" bound in a session with one gate (divided by the number
-            of gates); ``None``: the metric's share of the session error, like an early
-            FAIL. ms/token's estimate at 40 pairs is precise enough that the looser level
-            keeps its false FAIL rate at 0.2% (measured) and its power at 1.20 at 94%.
+        budget_alpha: for a FAIL at the pair budget in a session with one gate, the level
+            of the "significantly worse than the base" bound; ``None``: the metric's share
+            of the session error, like an early FAIL. ms/token's estimate at 40 pairs is
+            precise enough that the looser level keeps its false FAILs at 0.23% (measured,
+            within its 0.33% share) and its power at 1.20 at 94%; TTFT's at 0.24% and 93%
+            at 1.50. With more gates in the session every bound is at its share.
     """
 
     key: str
@@ -112,7 +113,7 @@ METRICS: tuple[GatedMetric, ...] = (
         bench_scale=1e-3,
         bench_unit="s",
         plot_title="ms/token",
-        budget_alpha=0.025,
+        budget_alpha=0.1,
     ),
     GatedMetric(
         key="ttft_ms",
@@ -129,6 +130,7 @@ METRICS: tuple[GatedMetric, ...] = (
         bench_scale=1e-3,
         bench_unit="s",
         plot_title="time to first token",
+        budget_alpha=0.025,
     ),
 )
 

@@ -490,6 +490,9 @@ class GateRun:
         if self.base.warmup_pairs:
             warm, warm_errors, exhausted = self._draw(0, self.base.warmup_pairs, requests)
             warmup = len(warm) + len(warm_errors)  # a capped gate may draw none
+            # The measured pairs start a round of their own: after N pairs every one of N
+            # prompts is paired once (a verbosity PASS waits for that).
+            self._round = []
             errors.extend(f"warm-up: {e}" for e in warm_errors)
         drawn = 0
         while not exhausted:

@@ -449,10 +449,12 @@ def unpaired_log_ratio_interval(
 Estimator = Literal["hodges-lehmann", "ratio-of-means"]
 ESTIMATORS: tuple[str, ...] = ("hodges-lehmann", "ratio-of-means")
 
-_EXACT_SIGNED_RANK_MAX_N = 120
+_EXACT_SIGNED_RANK_MAX_N = 120  # exact null law up to here (O(n^3) integers), normal beyond
 # Widen for serial correlation when the lag-1 autocorrelation exceeds this many of its
-# standard errors under independence (1/sqrt(n)): 16% of independent runs are widened.
-_SERIAL_Z = 1.0  # exact null law up to here (O(n^3) integers), normal beyond
+# standard errors under independence (1/sqrt(n)): 16% of independent runs are widened. A
+# stricter 1.645 widens fewer clean runs (0.2 pairs saved at 1.00) but lets AR(1) phi = 0.3
+# reach 1.6% false FAILs and slow bursts 7.9% (measured), so the wider net stays.
+_SERIAL_Z = 1.0
 
 
 @functools.lru_cache(maxsize=256)
@@ -694,8 +696,8 @@ class SequentialRule:
     min_fail_pairs: int = 10
     fail_alpha: float = 0.025
     error_alpha: float = 0.01 / 3
-    pass_alpha_early: float = 0.025
-    pass_alpha: float = 0.01
+    pass_alpha_early: float = 0.02
+    pass_alpha: float = 0.015
     early_until: int = 12
     budget_alpha: float | None = None
     widen_serial: bool = True
@@ -1053,14 +1055,17 @@ def _ratio_of_means(
     pairs; ``R = sum c_j / sum b_j`` (every prompt weighted equally). The standard error of
     ``ln R`` (delta method) is clustered by prompt:
 
-    * once prompts repeat (2+ degrees of freedom), within prompts: the suite's prompts are
+    * within prompts, once prompts repeat (2+ degrees of freedom): the suite's prompts are
       fixed and the answers random, so the pooled spread of ``c_i - R b_i`` within each
       prompt, relative to ``b_j``, measures the noise; verbosity concentrated in a few
-      prompts is then judged for what it costs on these prompts;
-    * before that, across prompts (each pair a prompt of its own): the spread of
-      ``u_j = (c_j - R b_j) / mean(b)``, with Kish's effective number of prompts
-      ``(sum b)^2 / sum b^2`` minus 1 as degrees of freedom. It includes how much the
-      ratio differs between prompts, so it is never too small for fixed prompts either.
+      prompts is then judged for what it costs on these prompts. The lower (FAIL) bounds
+      use it as soon as it exists;
+    * across prompts: the spread of ``u_j = (c_j - R b_j) / mean(b)`` over the prompt
+      means, with Kish's effective number of prompts ``(sum b)^2 / sum b^2`` minus 1 as
+      degrees of freedom. It includes how much the ratio differs between prompts, so it is
+      never too small for fixed prompts either. The lower bounds use it before prompts
+      repeat; the upper (PASS) bound until the within-prompt spread has at least as many
+      degrees of freedom.
     """
     groups: dict[str, tuple[list[float], list[float]]] = {}
     for c, b, key in zip(candidate, base, keys, strict=True):
@@ -1073,8 +1078,6 @@ def _ratio_of_means(
     total_b = math.fsum(b for _, b in means)
     ratio = total_c / total_b
     est = math.log(ratio)
-    se: float | None = None
-    df = 0.0
     relative: list[float] = []  # (c - R b - its prompt mean) / b_j, prompts with 2+ pairs
     df_within = 0
     for (cs, bs), (_, b_mean) in zip(groups.values(), means, strict=True):
@@ -1084,21 +1087,31 @@ def _ratio_of_means(
         r_mean = math.fsum(r) / len(r)
         relative.extend((x - r_mean) / b_mean for x in r)
         df_within += len(cs) - 1
+    within: tuple[float, float] | None = None  # (se, df)
+    across: tuple[float, float] | None = None
     if df_within >= 2:
         v = math.fsum(x * x for x in relative) / df_within  # pooled relative variance
         var = math.fsum(
             v * b * b / len(cs) for (cs, _), (_, b) in zip(groups.values(), means, strict=True)
         )
-        se, df = math.sqrt(var) / total_b / ratio, float(df_within)
-    elif j >= 2:
+        within = math.sqrt(var) / total_b / ratio, float(df_within)
+    if j >= 2:
         mean_b = total_b / j
         u = [(c - ratio * b) / mean_b for c, b in means]
-        se = math.sqrt(math.fsum(x * x for x in u) / (j * (j - 1))) / ratio
-        df = max(1.0, total_b * total_b / math.fsum(b * b for _, b in means) - 1.0)
-    if se is None:
+        across = (
+            math.sqrt(math.fsum(x * x for x in u) / (j * (j - 1))) / ratio,
+            max(1.0, total_b * total_b / math.fsum(b * b for _, b in means) - 1.0),
+        )
+    # A FAIL judges the suite's fixed prompts: the within-prompt spread once there is one.
+    fail = within or across
+    # A PASS may use the across-prompt spread (never too small, see above) until the
+    # within-prompt one has as many degrees of freedom: just after the prompts first repeat,
+    # 2 or 3 degrees of freedom would give a bound too wide to pass for another 15 pairs.
+    upper = within if within is not None and (across is None or within[1] >= across[1]) else across
+    if fail is None or upper is None:
         return est, -math.inf, -math.inf, -math.inf, math.inf
-    low = [est - t_quantile(1.0 - a, df) * se for a in low_alphas]
-    return est, low[0], low[1], low[2], est + t_quantile(1.0 - pass_alpha, df) * se
+    low = [est - t_quantile(1.0 - a, fail[1]) * fail[0] for a in low_alphas]
+    return est, low[0], low[1], low[2], est + t_quantile(1.0 - pass_alpha, upper[1]) * upper[0]
 
 
 # ---------------------------------------------------------------------------

@@ -270,3 +270,22 @@ def test_file_body():
         ]
     )
     assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+
+
+def test_re_recording_some_of_a_group_keeps_the_other_prompts_samples(
+    suite: pytest.Pytester,
+) -> None:
+    path = suite.path / ".bedrock-baseline.json"
+    run(suite, "same", *GROUPED, "--bedrock-update-baseline")
+    first = json.loads(path.read_text())["tests"]["bedrock_regression[release]"]
+    assert len(first) == 3
+    result = run(suite, "same", *GROUPED, "--bedrock-update-baseline", "-k", "invoice")
+    result.stdout.fnmatch_lines(
+        [
+            "bedrock: 2 stored baseline entries in .bedrock-baseline.json belong to tests this "
+            "run did not record (e.g. bedrock_regression[[]release[]]); they are kept*"
+        ]
+    )
+    again = json.loads(path.read_text())["tests"]["bedrock_regression[release]"]
+    assert set(again) == set(first)  # the deselected prompts' samples are still there
+    assert sum(again[k] != first[k] for k in first) == 1  # the selected one re-recorded

@@ -582,3 +582,15 @@ def test_params_sent_to_another_process_come_back_whole() -> None:
 def test_params_without_a_json_form_are_refused() -> None:
     with pytest.raises(TypeError, match="file object is read once"):
         params_to_json({"body": io.BytesIO(b"{}")})
+
+
+def test_prune_stale_keeps_every_entry_of_the_ids_given(tmp_path: Path) -> None:
+    path = tmp_path / "baseline.json"
+    store = BaselineStore.load(path)
+    store.record(TEST_A, "kept-prompt", _request())
+    store.save()
+    store = BaselineStore.load(path)
+    store.record(TEST_A, "new-prompt", _request())
+    assert store.prune_stale(keep=[TEST_A]) == []
+    store.save()
+    assert set(json.loads(path.read_text())["tests"][TEST_A]) == {"kept-prompt", "new-prompt"}
