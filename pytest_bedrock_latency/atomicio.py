@@ -22,6 +22,7 @@ import contextlib
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -132,12 +133,14 @@ def lock_path(path: str | os.PathLike[str]) -> Path:
     return target.with_name(f".{target.name.lstrip('.')}.lock")
 
 
-def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
+def remove_stale_temporaries(path: str | os.PathLike[str], *, min_age: float = 0.0) -> list[Path]:
     """Remove temporary files a killed :func:`write_text_atomic` of ``path`` left behind.
 
-    Only safe while holding ``path``'s lock (as :func:`update_text_locked` does): then no
-    other writer is between creating its temporary file and renaming it. Files that
-    cannot be removed are left (the write that follows reports a real problem itself).
+    Safe while holding ``path``'s lock (as :func:`update_text_locked` does): then no other
+    writer is between creating its temporary file and renaming it. Without the lock, give
+    ``min_age`` (seconds since the file was last modified): a live write keeps its
+    temporary file for milliseconds, so one older than a minute is a killed write's. Files
+    that cannot be removed are left (the write that follows reports a real problem itself).
     """
     target = Path(os.path.realpath(os.fspath(path)))
     # Earlier releases named them ".<name>." even for a hidden name ("..name."): both go.
@@ -147,9 +150,12 @@ def remove_stale_temporaries(path: str | os.PathLike[str]) -> list[Path]:
         candidates = list(target.parent.iterdir())
     except OSError:
         return removed
+    now = time.time()
     for candidate in candidates:
         if candidate.name.startswith(prefixes) and candidate.name.endswith(".tmp"):
             with contextlib.suppress(OSError):
+                if min_age and now - candidate.stat().st_mtime < min_age:
+                    continue
                 candidate.unlink()
                 removed.append(candidate)
     return removed

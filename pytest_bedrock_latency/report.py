@@ -17,7 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from . import __version__
-from .atomicio import write_text_atomic
+from .atomicio import remove_stale_temporaries, write_text_atomic
 from .gate import MetricVerdict
 from .markers import group_nodeid
 from .measurement import display_model
@@ -51,6 +51,10 @@ def _cost(value: float | None, unpriced: int = 0) -> str:
 def _short_test(nodeid: str, width: int = 60) -> str:
     name = nodeid.split("::", 1)[-1] if "::" in nodeid else nodeid
     return name if len(name) <= width else name[: width - 1] + "…"
+
+
+STALE_TEMPORARY_AGE_S = 60.0
+"""A report's temporary file this old (seconds) is a killed write's, never a live one's."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,10 @@ class Report:
         return out
 
     def write_json(self, path: Path) -> None:
+        """Write the JSON report atomically; first remove what killed earlier writes left."""
+        # No lock (it would leave a lock file beside every report): only temporaries older
+        # than a minute go, which no live writer's is.
+        remove_stale_temporaries(path, min_age=STALE_TEMPORARY_AGE_S)
         write_text_atomic(
             path, json.dumps(self.document(), indent=2, sort_keys=False, default=str) + "\n"
         )

@@ -554,6 +554,8 @@ def check_outputs(
         files["--bedrock-report"] = settings.report
     if settings.update_baseline and settings.baseline_file is not None:
         files["--bedrock-baseline-file"] = settings.baseline_file
+    if settings.record_profiles is not None:
+        files["--bedrock-record-profiles"] = settings.record_profiles
     if step_summary:
         files["GITHUB_STEP_SUMMARY"] = Path(step_summary)
     for flag, path in files.items():

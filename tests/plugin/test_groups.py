@@ -73,8 +73,8 @@ def test_a_group_is_one_verdict_after_its_tests(suite: pytest.Pytester) -> None:
     result.assert_outcomes(passed=4)  # three members and the group's verdict
     result.stdout.fnmatch_lines(["bedrock_regression[[]release[]] *amazon.titan* pass"])
     group = group_entry(suite, "passed", 3)
-    members = [t for t in json.loads((suite.path / "r.json").read_text())["tests"]]
-    members = [t for t in members if t["nodeid"] in group["tests"]]
+    tests = json.loads((suite.path / "r.json").read_text())["tests"]
+    members = [t for t in tests if t["nodeid"] in group["tests"]]
     assert all(t["regression"] is None for t in members)  # no gate of their own
     assert verdict_case(suite).find("failure") is None
 

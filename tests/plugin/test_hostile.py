@@ -103,6 +103,24 @@ def test_report_under_a_file_is_a_usage_error(bedrock_pytester: BedrockPytester)
     )
 
 
+def test_recorded_profiles_on_a_directory_or_over_the_replayed_ones_are_usage_errors(
+    bedrock_pytester: BedrockPytester,
+) -> None:
+    # Checked before any test runs: a whole session of recorded calls would be lost at its end.
+    bedrock_pytester.makepyfile(test_one=ONE_CALL)
+    (bedrock_pytester.path / "recorded").mkdir()
+    result = bedrock_pytester.run("--bedrock-record-profiles", "recorded")
+    usage_error(result, "--bedrock-record-profiles */recorded is a directory; name a file")
+    before = (bedrock_pytester.path / "profiles.toml").read_bytes()
+    result = bedrock_pytester.run("--bedrock-record-profiles", "profiles.toml")
+    usage_error(
+        result,
+        "--bedrock-record-profiles */profiles.toml would overwrite the --bedrock-emulator-profiles "
+        "file; name another path",
+    )
+    assert (bedrock_pytester.path / "profiles.toml").read_bytes() == before
+
+
 def test_plot_on_a_file_is_a_usage_error(bedrock_pytester: BedrockPytester) -> None:
     bedrock_pytester.makepyfile(test_one=ONE_CALL)
     (bedrock_pytester.path / "plots").write_text("x")
@@ -273,6 +291,21 @@ def test_a_killed_writes_temporary_file_is_removed_by_the_next_recording(
     result.stdout.fnmatch_lines(["bedrock: base samples recorded in *"])
     assert not stale.exists()
     assert [p.name for p in bedrock_pytester.path.glob(".bedrock-baseline.json*.tmp")] == []
+
+
+def test_a_killed_report_writes_temporary_file_is_removed_by_the_next_report(
+    bedrock_pytester: BedrockPytester,
+) -> None:
+    bedrock_pytester.makepyfile(test_one=ONE_CALL)
+    stale = bedrock_pytester.path / ".report.json.k1ll3d.tmp"
+    stale.write_text('{"half": ')  # what a SIGKILL between write and rename leaves
+    an_hour_ago = time.time() - 3600  # a live writer's temporary file is milliseconds old
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    result = bedrock_pytester.run("--bedrock-report", "report.json")
+    result.assert_outcomes(passed=1)
+    assert not stale.exists()
+    assert len(bedrock_pytester.json("report.json")["tests"]) == 1
+    assert [p.name for p in bedrock_pytester.path.glob(".report.json*.tmp")] == []
 
 
 PARAMETRISED_GATE = """
