@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
@@ -97,8 +97,24 @@ def pytest_configure(config: pytest.Config) -> None:
         resolved, worker=worker, verbosity=config.get_verbosity(), offline=offline
     )
     config.stash[SESSION_KEY] = bedrock
-    if not worker and config.getoption("dist", "no") != "no":  # an xdist controller never collects
+    if worker:
+        bedrock.join_caps(config.workerinput)  # type: ignore[attr-defined]
+    elif config.getoption("dist", "no") != "no":  # an xdist controller never collects
+        bedrock.share_caps()  # before any worker starts: they count in the same ledger
         _register_test_hooks(config)
+
+
+class _WorkerNode(Protocol):
+    """What ``pytest_configure_node`` is given (pytest-xdist's WorkerController)."""
+
+    config: pytest.Config
+    workerinput: dict[str, Any]
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent without it
+def pytest_configure_node(node: _WorkerNode) -> None:
+    if SESSION_KEY in node.config.stash:
+        _session(node.config).caps_for_worker(node.workerinput)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -13,6 +13,7 @@ record with ``--bedrock-update-baseline``.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import random
 import threading
@@ -34,6 +35,7 @@ from .gate import (
     build_rule,
     end_to_end_split,
 )
+from .ledger import Counts, Ledger, MemoryLedger
 from .markers import RegressionGate
 from .measurement import Generation, display_model
 from .metrics import METRICS, GatedMetric
@@ -48,29 +50,34 @@ if TYPE_CHECKING:
 
 
 class CallBudget:
-    """``--bedrock-max-calls``: invocations left for the whole session (thread-safe)."""
+    """``--bedrock-max-calls``: invocations left for the whole session (thread-safe).
 
-    def __init__(self, limit: int | None) -> None:
+    The count lives in ``ledger``: by default this process's memory; under xdist a
+    :class:`~.ledger.FileLedger` every process of the session shares, so the cap is
+    the session's, not each worker's.
+    """
+
+    def __init__(self, limit: int | None, ledger: Ledger | None = None) -> None:
         self.limit = limit
-        self._used = 0
-        self._lock = threading.Lock()
+        self._ledger = ledger or MemoryLedger()
 
     @property
     def used(self) -> int:
-        return self._used
+        return self._ledger.read().calls
 
     def spend(self, calls: int) -> None:
         """Count calls made outside the gate (test bodies); they are not refused."""
-        with self._lock:
-            self._used += calls
+        self._ledger.update(lambda c: dataclasses.replace(c, calls=c.calls + calls))
 
     def take(self, calls: int) -> bool:
         """Reserve ``calls`` invocations; False (and nothing reserved) when they would exceed the cap."""
-        with self._lock:
-            if self.limit is not None and self._used + calls > self.limit:
-                return False
-            self._used += calls
-            return True
+
+        def reserve(c: Counts) -> Counts | None:
+            if self.limit is not None and c.calls + calls > self.limit:
+                return None
+            return dataclasses.replace(c, calls=c.calls + calls)
+
+        return self._ledger.update(reserve)
 
 
 class CostBudget:
@@ -79,19 +86,17 @@ class CostBudget:
     A call's cost is known only once it has answered, so the gate reserves each pair's
     expected cost before drawing it (:meth:`take`) and settles the actual cost afterwards
     (:meth:`settle`); pairs in flight at once cannot overrun the cap together. Calls the
-    application makes are counted (:meth:`spend`), never refused.
+    application makes are counted (:meth:`spend`), never refused. The dollars live in
+    ``ledger``, shared by every process of the session as for :class:`CallBudget`.
     """
 
-    def __init__(self, limit: float | None) -> None:
+    def __init__(self, limit: float | None, ledger: Ledger | None = None) -> None:
         self.limit = limit
-        self._spent = 0.0
-        self._reserved = 0.0
-        self._passed = False
-        self._lock = threading.Lock()
+        self._ledger = ledger or MemoryLedger()
 
     @property
     def spent(self) -> float:
-        return self._spent
+        return self._ledger.read().spent_usd
 
     @property
     def _ceiling(self) -> float:
@@ -101,30 +106,38 @@ class CostBudget:
 
     def spend(self, usd: float) -> None:
         """Count dollars spent outside the gate (never refused)."""
-        with self._lock:
-            self._spent += usd
+        self._ledger.update(lambda c: dataclasses.replace(c, spent_usd=c.spent_usd + usd))
 
     def take(self, estimate: float) -> bool:
         """Reserve ``estimate`` dollars; False (nothing reserved) when they would pass the cap."""
-        with self._lock:
-            if self.limit is not None and self._spent + self._reserved + estimate > self._ceiling:
-                return False
-            self._reserved += estimate
-            return True
+
+        def reserve(c: Counts) -> Counts | None:
+            if self.limit is not None and c.spent_usd + c.reserved_usd + estimate > self._ceiling:
+                return None
+            return dataclasses.replace(c, reserved_usd=c.reserved_usd + estimate)
+
+        return self._ledger.update(reserve)
 
     def settle(self, estimate: float, actual: float) -> None:
         """Replace a reservation by what the calls cost."""
-        with self._lock:
-            self._reserved = max(0.0, self._reserved - estimate)
-            self._spent += actual
+        self._ledger.update(
+            lambda c: dataclasses.replace(
+                c,
+                reserved_usd=max(0.0, c.reserved_usd - estimate),
+                spent_usd=c.spent_usd + actual,
+            )
+        )
 
     def passed_once(self) -> bool:
-        """True the first time it is asked after the spend has passed the cap (to say so once)."""
-        with self._lock:
-            if self.limit is None or self._passed or self._spent <= self._ceiling:
-                return False
-            self._passed = True
-            return True
+        """True the first time it is asked, in the whole session, after the spend has
+        passed the cap (to say so once)."""
+
+        def mark(c: Counts) -> Counts | None:
+            if self.limit is None or c.cost_cap_passed or c.spent_usd <= self._ceiling:
+                return None
+            return dataclasses.replace(c, cost_cap_passed=True)
+
+        return self._ledger.update(mark)
 
 
 @dataclass(frozen=True)

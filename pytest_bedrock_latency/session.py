@@ -4,13 +4,15 @@ One :class:`BedrockSession` lives in ``config.stash`` per pytest run (and per xd
 worker). It coordinates the parts that do the work: the :class:`~.target.BedrockTarget`
 (emulator, environment, clients), the running test's :class:`~.run.TestRun`, the
 regression gate (:func:`~.regression.run_gate`) and, in the process that prints, the
-:class:`~.collector.ResultCollector`.
+:class:`~.collector.ResultCollector`. Under xdist with ``--bedrock-max-calls`` or
+``--bedrock-max-cost`` set, the controller's session also makes the :class:`~.ledger.FileLedger`
+every process of the run counts in (the caps are the session's, not each worker's).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pytest
@@ -39,11 +41,15 @@ if TYPE_CHECKING:
     from .emulator import Emulator
     from .handle import ModelHandle
     from .instrument import Instrumentation
+    from .ledger import FileLedger
     from .markers import TestBounds
     from .measurement import CallRecord
     from .regression import CallBudget, CostBudget, Replayable
     from .report import Report
     from .results import TestResult
+
+#: The key of ``workerinput`` that carries the shared cap ledger's path to xdist workers.
+LEDGER_INPUT = "bedrock_latency_caps"
 
 
 class BedrockSession:
@@ -75,6 +81,7 @@ class BedrockSession:
             self._instrumentation.pricing = self.prices.coster
         self._call_budget: CallBudget | None = None
         self._cost_budget: CostBudget | None = None
+        self._ledger: FileLedger | None = None  # under xdist with a cap: the shared counts
         self._bases: BaseModels | None = None
         self._lock = threading.Lock()
 
@@ -101,7 +108,7 @@ class BedrockSession:
             if self._call_budget is None:
                 from .regression import CallBudget
 
-                self._call_budget = CallBudget(self.settings.max_calls)
+                self._call_budget = CallBudget(self.settings.max_calls, self._ledger)
             return self._call_budget
 
     @property
@@ -110,8 +117,31 @@ class BedrockSession:
             if self._cost_budget is None:
                 from .regression import CostBudget
 
-                self._cost_budget = CostBudget(self.settings.max_cost)
+                self._cost_budget = CostBudget(self.settings.max_cost, self._ledger)
             return self._cost_budget
+
+    # -- the caps of an xdist session, shared by its processes --------------------------------
+    def share_caps(self) -> None:
+        """In an xdist controller: make the ledger file every process of the session counts
+        ``--bedrock-max-calls`` / ``--bedrock-max-cost`` in (only when one is set)."""
+        if self.settings.max_calls is None and self.settings.max_cost is None:
+            return
+        from .ledger import FileLedger
+
+        self._ledger = FileLedger.create()
+
+    def caps_for_worker(self, workerinput: dict[str, object]) -> None:
+        """What a worker about to start needs to count in the same ledger."""
+        if self._ledger is not None:
+            workerinput[LEDGER_INPUT] = str(self._ledger.path)
+
+    def join_caps(self, workerinput: Mapping[str, object]) -> None:
+        """In an xdist worker: count in the controller's ledger, when it made one."""
+        path = workerinput.get(LEDGER_INPUT)
+        if isinstance(path, str):
+            from .ledger import FileLedger
+
+            self._ledger = FileLedger(path)
 
     @property
     def emulator(self) -> Emulator | None:
@@ -155,6 +185,8 @@ class BedrockSession:
             self._instrumentation.sink = None
             self._instrumentation.stop_redirect()
         self.target.stop()
+        if self._ledger is not None and not self.worker:  # the controller made it
+            self._ledger.remove()
 
     def emulator_for_fixture(self) -> Emulator:
         """The session's emulator; started on first use when ``--bedrock-emulator`` is off."""

@@ -697,7 +697,7 @@ class SequentialRule:
     fail_alpha: float = 0.025
     error_alpha: float = 0.01 / 3
     pass_alpha_early: float = 0.02
-    pass_alpha: float = 0.015
+    pass_alpha: float = 0.014
     early_until: int = 12
     budget_alpha: float | None = None
     widen_serial: bool = True

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import importlib
 import json
+import os
 import pkgutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -128,6 +129,28 @@ def clean_aws_env(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return
+
+
+def _busy() -> bool:
+    """More runnable processes than cores: now (/proc/loadavg) or over the last minute."""
+    cores = os.cpu_count() or 1
+    try:  # "0.52 0.58 0.59 3/512 4242": the fourth field counts the runnable ones now
+        runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        runnable = 0
+    return runnable - 1 >= cores or os.getloadavg()[0] > cores  # - 1: this process
+
+
+@pytest.fixture(scope="session")
+def machine_busy() -> Callable[[], bool]:
+    """``machine_busy()``: whether the machine has no core to spare, right now.
+
+    Tests that check real-time figures against the emulator's schedule to a few percent
+    allow more when it is busy (CI's run under background load): a thread that should read
+    a token then waits for a core for milliseconds, or tens of them. The wider bound, said
+    in the test's output, still tells a wrong definition (off by 50 % or more) from noise.
+    """
+    return _busy
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 An inner pytest session (``suite/``) per group of client libraries runs a marked test per
 client against the embedded emulator at 200 ms to the first token and 20 ms per token. Each row
 checks that the plugin measured exactly the calls the emulator served, within 3 % of the
-emulator's schedule. A client that is not installed skips its row, with the reason (the
+emulator's schedule (on a machine with no core to spare: its best call within 10 %). A client that is not installed skips its row, with the reason (the
 ``clients`` extra installs them; aioboto3 pins its own botocore and runs in its own
 environment in CI). Several sessions, not one for all: the timing is real time (about
 1.5 s a row), so under ``pytest -n`` the groups spread over the workers.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ answer_tokens_spread = 0.0
 [models."*"]
 """
 
-TIMING_MISS = "the emulator's"  # the inner suite's message for a figure off by more than 3 %
+TIMING_MISS = "the emulator's"  # the inner suite's message for a figure off by more than allowed
 
 ROWS = [
     "test_boto3_converse_stream",
@@ -94,12 +95,16 @@ def _line(row: dict[str, Any]) -> str:
         if name in row
     )
     agent = row["calls"][0]["user_agent"] if row["calls"] else ""
-    return f"{row['row']}: {row['measured']}/{row['served']} calls measured ({agent}); median {figures}"
+    return f"{row['row']}: {row['measured']}/{row['served']} calls measured ({agent}); {row.get('compared', '')} {figures}"
 
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_client_is_measured_and_right(
-    pytester: pytest.Pytester, clean_aws_env: None, monkeypatch: pytest.MonkeyPatch, group: str
+    pytester: pytest.Pytester,
+    clean_aws_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+    machine_busy: Callable[[], bool],
+    group: str,
 ) -> None:
     rows = [row for row in ROWS if _library(row) in GROUPS[group]]
     for name in ("conftest.py", "rows.py"):
@@ -111,14 +116,19 @@ def test_every_client_is_measured_and_right(
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
     def run(*selection: str) -> tuple[pytest.RunResult, dict[str, tuple[str, str]]]:
-        # 3 % is the claim, on a machine with a core to spare. When more processes want to
-        # run than there are cores (CI's run under background load), a thread that should
-        # read a token waits for a core for milliseconds: then 10 %, said in the output,
-        # still tells a wrong definition (a TTFT taken at the wrong event is off by 50 % or
-        # more) from noise. Decided again for each run: the load changes while the suite runs.
-        tolerance = 0.10 if _busy() else 0.03
+        # 3 % on the median of a row's calls is the claim, on a machine with a core to spare.
+        # When more processes want to run than there are cores (CI's run under background
+        # load), a thread that should read a token waits for a core for milliseconds, or
+        # tens of them: then 10 % on the row's best call, said in the output, still tells a
+        # wrong definition (a TTFT taken at the wrong event is off by 50 % or more in every
+        # call) from noise. Decided again for each run: the load changes while the suite runs.
+        busy = machine_busy()
+        tolerance, compare = (0.10, "best") if busy else (0.03, "median")
         monkeypatch.setenv("MATRIX_TOLERANCE", str(tolerance))
-        print(f"client matrix: tolerance {tolerance:.0%} (load {os.getloadavg()[0]:.1f})")
+        monkeypatch.setenv("MATRIX_COMPARE", compare)
+        print(
+            f"client matrix: {compare} call within {tolerance:.0%} (load {os.getloadavg()[0]:.1f})"
+        )
         figures.unlink(missing_ok=True)
         result = pytester.runpytest_subprocess(
             *selection,
@@ -152,16 +162,6 @@ def test_every_client_is_measured_and_right(
             assert "is not installed" in why, (row, why)
         else:
             assert row in measured, row
-
-
-def _busy() -> bool:
-    """More runnable processes than cores: now (/proc/loadavg) or over the last minute."""
-    cores = os.cpu_count() or 1
-    try:  # "0.52 0.58 0.59 3/512 4242": the fourth field counts the runnable ones now
-        runnable = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
-    except (OSError, IndexError, ValueError):
-        runnable = 0
-    return runnable - 1 >= cores or os.getloadavg()[0] > cores  # - 1: this process
 
 
 def _outcomes(junit: Path) -> dict[str, tuple[str, str]]:

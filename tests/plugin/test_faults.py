@@ -155,6 +155,28 @@ def test_throttling_and_model_not_ready(
     assert "pytest_bedrock_latency/instrument.py" not in result.stdout.str()
 
 
+RETRY_MODE = """
+    def test_the_plugins_client_retries_in_the_configured_mode(bedrock_runtime):
+        import os
+
+        expected = os.environ.get("AWS_RETRY_MODE") or "standard"
+        assert bedrock_runtime.meta.config.retries["mode"] == expected
+"""
+
+
+@pytest.mark.parametrize("mode", ["legacy", "adaptive", None])
+def test_the_plugins_client_follows_aws_retry_mode(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, mode: str | None
+) -> None:
+    """AWS_RETRY_MODE (or a profile's retry_mode) wins, as for the application's clients;
+    without one the plugin's client uses botocore's standard mode."""
+    if mode is None:
+        monkeypatch.delenv("AWS_RETRY_MODE")
+    else:
+        monkeypatch.setenv("AWS_RETRY_MODE", mode)
+    run(pytester, RETRY_MODE).assert_outcomes(passed=1)
+
+
 # -- a stream that breaks mid-answer -------------------------------------------------------------
 BROKEN_STREAM = """
     @pytest.mark.bedrock_length(max_tokens=500)
@@ -220,12 +242,16 @@ def test_a_stream_that_breaks_mid_answer(pytester: pytest.Pytester) -> None:
 
 
 # -- --bedrock-timeout -------------------------------------------------------------------------
+#: Run with --bedrock-timeout 2: the fast call (about 80 ms) stays inside it even when an
+#: overloaded machine stretches it by more than a second; the slow one (about 3 s by its
+#: schedule) is always outside.
 TIMEOUT = """
-    SLOW = "support.slow-service"  # 150 ms to the first token, 12 ms per token, about 40 tokens
+    SLOW = "support.slow-service"  # 150 ms to the first token, about 40 tokens
 
 
     @pytest.mark.bedrock_length(max_tokens=500)
-    def test_slow_app_call():
+    def test_slow_app_call(bedrock_emulator):
+        bedrock_emulator.set_profile(SLOW, ms_per_token=100)
         support_bot.stream_answer(support_bot.make_client(), QUESTION, model=SLOW)
 
 
@@ -236,11 +262,11 @@ TIMEOUT = """
 
 
 def test_a_call_slower_than_bedrock_timeout_fails_clearly(pytester: pytest.Pytester) -> None:
-    result = run(pytester, TIMEOUT, "--bedrock-timeout", "0.3")
+    result = run(pytester, TIMEOUT, "--bedrock-timeout", "2")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "bedrock timeout: 1 call(s) took longer than --bedrock-timeout 0.3s (slowest 0.?s, model support.slow-service)",
+            "bedrock timeout: 1 call(s) took longer than --bedrock-timeout 2s (slowest *s, model support.slow-service)",
         ]
     )
     checks = report_tests(load_report(pytester.path / "report.json"))["test_slow_app_call"][

@@ -8,7 +8,7 @@ import signal
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import boto3
@@ -104,7 +104,10 @@ def dummy_aws(clean_aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_service_in_another_process_is_measured_and_gated(
-    bedrock_pytester: BedrockPytester, emulator: Emulator, dummy_aws: None
+    bedrock_pytester: BedrockPytester,
+    emulator: Emulator,
+    dummy_aws: None,
+    machine_busy: Callable[[], bool],
 ) -> None:
     bedrock_pytester.makepyfile(test_service=SUITE)
     result = bedrock_pytester.run(
@@ -119,14 +122,16 @@ def test_a_service_in_another_process_is_measured_and_gated(
     calls = tests["test_service_within_bounds"]["calls"]
     assert len(calls) == 6 and {c["operation"] for c in calls} == {"ConverseStream"}
     assert all(c["output_tokens"] == 12 for c in calls)
-    # Against the emulator's own schedule of those six requests (its truth): within 3%.
+    # Against the emulator's own schedule of those six requests (its truth): within 3%, or
+    # 10% when the machine has no core to spare (machine_busy, tests/conftest.py).
+    tolerance = 0.10 if machine_busy() else 0.03
     served = [r for r in emulator.requests if r.model_id == MODEL][:6]
     truth_ttft = statistics.median(r.ttft_ms or 0.0 for r in served)
     truth_speed = statistics.median(r.ms_per_token or 0.0 for r in served)
     ttft = statistics.median(c["ttft_ms"] for c in calls)
     speed = statistics.median(c["ms_per_token"] for c in calls)
-    assert abs(ttft / truth_ttft - 1) < 0.03, (ttft, truth_ttft)
-    assert abs(speed / truth_speed - 1) < 0.03, (speed, truth_speed)
+    assert abs(ttft / truth_ttft - 1) < tolerance, (ttft, truth_ttft, tolerance)
+    assert abs(speed / truth_speed - 1) < tolerance, (speed, truth_speed, tolerance)
     # Measured in-process and seen by the proxy: one call, not two.
     assert len(tests["test_in_process_call_counted_once"]["calls"]) == 1
     if cli:  # the AWS CLI, another process in another client stack: measured too

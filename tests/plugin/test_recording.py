@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
@@ -78,7 +79,7 @@ def _lengths(calls: list[dict[str, Any]]) -> dict[str, set[int]]:
 
 
 def test_record_then_replay_keeps_timing_verbosity_and_rates(
-    bedrock_pytester: BedrockPytester,
+    bedrock_pytester: BedrockPytester, machine_busy: Callable[[], bool]
 ) -> None:
     bedrock_pytester.profiles(PROFILE_A, name="profile_a")
     bedrock_pytester.makepyfile(test_suite=SUITE)
@@ -113,12 +114,17 @@ def test_record_then_replay_keeps_timing_verbosity_and_rates(
     replayed.assert_outcomes(passed=1)
     a_calls = _calls(bedrock_pytester.json("a.json"))
     b_calls = _calls(bedrock_pytester.json("b.json"))
-    # TTFT and ms/token of the replay: within 5% of profile A's.
+    # TTFT and ms/token of the replay: within 5% of profile A's; 10% when the machine has no
+    # core to spare (machine_busy, tests/conftest.py): both runs are timed in real time.
+    tolerance = 0.10 if machine_busy() else 0.05
     ttft = statistics.median(c["ttft_ms"] for c in b_calls)
     speed = statistics.median(c["ms_per_token"] for c in b_calls if c["ms_per_token"])
-    print(f"round trip: replay TTFT median {ttft:.1f} ms, ms/token {speed:.3f}; fitted {fitted}")
-    assert abs(ttft / A_TTFT - 1) < 0.05, ttft
-    assert abs(speed / A_MS_PER_TOKEN - 1) < 0.05, speed
+    print(
+        f"round trip: replay TTFT median {ttft:.1f} ms, ms/token {speed:.3f} "
+        f"(tolerance {tolerance:.0%}); fitted {fitted}"
+    )
+    assert abs(ttft / A_TTFT - 1) < tolerance, ttft
+    assert abs(speed / A_MS_PER_TOKEN - 1) < tolerance, speed
     # Prompt by prompt, the replay answers at the recorded lengths.
     a_lengths, b_lengths = _lengths(a_calls), _lengths(b_calls)
     assert set(b_lengths) <= set(a_lengths) and len(b_lengths) >= 14
