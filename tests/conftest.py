@@ -227,6 +227,22 @@ class BedrockPytester:
 
 
 @pytest.fixture
+def emulator_suite(pytester: pytest.Pytester) -> Callable[..., pytest.Pytester]:
+    """A maker of pytester directories that run every test against the emulator:
+    ``emulator_suite(PROFILES, baseline=BASE)`` writes ``profiles.toml`` and an ini with
+    ``bedrock_emulator = true``, the profiles, and a ``bedrock_<name> = value`` line per keyword."""
+
+    def make(profiles: str, **ini: object) -> pytest.Pytester:
+        pytester.makefile(".toml", profiles=profiles)
+        lines = ["[pytest]", "bedrock_emulator = true", "bedrock_emulator_profiles = profiles.toml"]
+        lines += [f"bedrock_{name} = {value}" for name, value in ini.items()]
+        pytester.makeini("\n".join(lines) + "\n")
+        return pytester
+
+    return make
+
+
+@pytest.fixture
 def bedrock_pytester(pytester: pytest.Pytester, clean_aws_env: None) -> BedrockPytester:
     """A pytester directory with ``profiles.toml`` (see :data:`PROFILES_TOML`) and a clean AWS env."""
     return BedrockPytester(pytester)

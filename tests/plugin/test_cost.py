@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,18 +73,8 @@ def test_gate(bedrock_model):
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester, clean_aws_env: None) -> pytest.Pytester:
-    pytester.makefile(".toml", profiles=PROFILES)
-    pytester.makeini(
-        f"""
-        [pytest]
-        bedrock_emulator = true
-        bedrock_emulator_profiles = profiles.toml
-        bedrock_baseline = {BASE}
-        bedrock_concurrency = 4
-        """
-    )
-    return pytester
+def suite(emulator_suite: Callable[..., pytest.Pytester], clean_aws_env: None) -> pytest.Pytester:
+    return emulator_suite(PROFILES, baseline=BASE, concurrency=4)
 
 
 def run(suite: pytest.Pytester, candidate: str, *args: str) -> pytest.RunResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
@@ -27,17 +28,8 @@ def test_answer(bedrock_model, prompt):
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makefile(".toml", profiles=PROFILES)
-    pytester.makeini(
-        f"""
-        [pytest]
-        bedrock_emulator = true
-        bedrock_emulator_profiles = profiles.toml
-        bedrock_baseline = {BASE}
-        """
-    )
-    return pytester
+def suite(emulator_suite: Callable[..., pytest.Pytester]) -> pytest.Pytester:
+    return emulator_suite(PROFILES, baseline=BASE)
 
 
 def run(suite: pytest.Pytester, candidate: str, *args: str, extra: str = "") -> pytest.RunResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,18 +58,8 @@ def test_gate(bedrock_model):
 
 
 @pytest.fixture
-def suite(pytester: pytest.Pytester) -> pytest.Pytester:
-    pytester.makefile(".toml", profiles=PROFILES)
-    pytester.makeini(
-        f"""
-        [pytest]
-        bedrock_emulator = true
-        bedrock_emulator_profiles = profiles.toml
-        bedrock_baseline = {BASE}
-        bedrock_concurrency = 4
-        """
-    )
-    return pytester
+def suite(emulator_suite: Callable[..., pytest.Pytester]) -> pytest.Pytester:
+    return emulator_suite(PROFILES, baseline=BASE, concurrency=4)
 
 
 def gate(
