@@ -70,6 +70,11 @@ def _preload() -> None:
             with contextlib.suppress(ImportError):
                 importlib.import_module(module.name)
 
+    # The plugin measures httpx clients too (pydantic-ai, litellm...): where httpx is
+    # installed, every run patches it, so it is imported here once as well.
+    with contextlib.suppress(ImportError):
+        import httpx  # noqa: F401
+
     session = boto3.Session(
         aws_access_key_id="preload", aws_secret_access_key="preload", region_name="us-east-1"
     )

@@ -8,6 +8,7 @@ A library that is not installed skips its row (``pip install -e '.[clients]'``).
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,24 @@ def check_measured(calls, *operations):
     assert all(c.operation in operations for c in calls), [c.operation for c in calls]
     assert all(c.output_tokens and c.output_tokens > 0 for c in calls)
 '''
+
+
+#: The agent libraries the inner runs import. pytester's in-process runs unload what a run
+#: imported; imported here first, each is loaded once per worker, not once per run.
+LIBRARIES = (
+    "strands",
+    "strands.models",
+    "pydantic_ai",
+    "pydantic_ai.models.bedrock",
+    "langchain_aws",
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _libraries_loaded_once() -> None:
+    for name in LIBRARIES:
+        if importlib.util.find_spec(name.split(".")[0]) is not None:
+            importlib.import_module(name)
 
 
 def needs(*modules: str) -> pytest.MarkDecorator:

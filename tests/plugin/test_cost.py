@@ -370,30 +370,3 @@ def test_the_handle_and_bedrock_calls_give_each_generation_its_cost(
         """
     )
     run(suite, "same", "--bedrock-prices", "prices.toml").assert_outcomes(passed=1)
-
-
-def test_costs_travel_from_xdist_workers(suite: pytest.Pytester) -> None:
-    suite.makefile(".toml", prices=PRICES)
-    suite.makepyfile(
-        test_app="""
-        import pytest
-
-        @pytest.mark.parametrize("n", range(4))
-        def test_app(bedrock_model, n):
-            bedrock_model.converse(f"Question {n}: how do I reset my password?")
-        """
-    )
-    result = run(
-        suite, "same", "-n", "2", "--bedrock-prices", "prices.toml", "--bedrock-report", "r.json"
-    )
-    result.assert_outcomes(passed=4)
-    doc = json.loads((suite.path / "r.json").read_text())
-    assert len(doc["tests"]) == 4
-    for test in doc["tests"]:
-        (call,) = test["calls"]
-        assert test["cost_usd"] == pytest.approx(
-            cost(call["model_id"], call["input_tokens"], call["output_tokens"]), rel=1e-9
-        )
-    assert doc["cost_usd"] == pytest.approx(spend_cost(doc["spend"]), rel=1e-9)
-    spend_line = next(line for line in result.outlines if line.startswith("Bedrock spend: "))
-    assert spend_line.endswith(" total")

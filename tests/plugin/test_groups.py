@@ -9,9 +9,37 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
-from test_regression import BASE, CUSTOM, PROFILES
+from test_regression import BASE, CUSTOM
 
 HAVE_XDIST = importlib.util.find_spec("xdist") is not None
+
+#: Every verdict here is on token counts (verbose: x1.5 against the default x1.15 or x3),
+#: which no scheduling delay changes; the timing tolerances (:data:`TIMING`) are far from
+#: any effect, so short streams do: 5 ms to the first token, 40 tokens in 10 ms.
+PROFILES = f"""
+[defaults]
+family = "titan"
+ttft_ms = 5
+ms_per_token = 0.25
+jitter = 0.15
+answer_tokens = 40
+prompt_spread = 0.3
+answer_tokens_spread = 0.05
+seed = 3
+
+[models."{BASE}"]
+
+[models."{CUSTOM}same"]
+like = "{BASE}"
+
+[models."{CUSTOM}verbose"]
+like = "{BASE}"
+answer_tokens = 60
+"""
+
+#: A scheduling delay of tens of milliseconds (both cores busy) is many times a 10 ms
+#: stream: x10 still tells no candidate here from a slow one, and none is slow.
+TIMING = "max_slowdown=10, max_ttft_slowdown=10"
 
 PROMPTS = ["How do I reset my password?", "Where is my invoice?", "Can I change my plan?"]
 
@@ -20,7 +48,7 @@ import pytest
 
 PROMPTS = {prompts!r}
 
-@pytest.mark.bedrock_regression(max_slowdown=2.0, max_ttft_slowdown=2.0{extra})
+@pytest.mark.bedrock_regression({timing}{extra})
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_answer(bedrock_model, prompt):
     bedrock_model.converse(prompt)
@@ -29,11 +57,12 @@ def test_answer(bedrock_model, prompt):
 
 @pytest.fixture
 def suite(emulator_suite: Callable[..., pytest.Pytester]) -> pytest.Pytester:
-    return emulator_suite(PROFILES, baseline=BASE)
+    # A gate draws its pairs four at a time.
+    return emulator_suite(PROFILES, baseline=BASE, concurrency=4)
 
 
 def run(suite: pytest.Pytester, candidate: str, *args: str, extra: str = "") -> pytest.RunResult:
-    suite.makepyfile(test_suite=SUITE.format(prompts=PROMPTS, extra=extra))
+    suite.makepyfile(test_suite=SUITE.format(prompts=PROMPTS, timing=TIMING, extra=extra))
     return suite.runpytest("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + candidate, *args)
 
 
@@ -50,12 +79,12 @@ def group_entry(suite: pytest.Pytester, outcome: str, prompts: int) -> dict[str,
     return cast(dict[str, Any], group)
 
 
-def verdict_case(suite: pytest.Pytester) -> ET.Element:
-    """The group's verdict as a JUnit XML testcase."""
+def verdict_case(suite: pytest.Pytester, name: str = "release") -> ET.Element:
+    """Group ``name``'s verdict as a JUnit XML testcase."""
     (case,) = [
         c
         for c in ET.parse(suite.path / "j.xml").iter("testcase")
-        if c.get("name") == "bedrock_regression[release]"
+        if c.get("name") == f"bedrock_regression[{name}]"
     ]
     return case
 
@@ -107,26 +136,94 @@ def pytest_configure(config):
         config.pluginmanager.register(Seen(), "seen")
 """
 
-#: Each pooled-gate test below runs without xdist and with two workers, whose controller
-#: draws the group's pairs once they have finished.
+#: The groups of one session, each a scenario of its own, on the candidate ``verbose``
+#: (x1.5 tokens): ``release`` keeps the default x1.15 verbosity bound, so its verdict fails
+#: while its members pass; ``broken`` (x3: passes) has a member that fails in its body;
+#: ``picked`` (x3) is run with a member deselected (:data:`PICK`); and in another file
+#: (:data:`UNSENDABLE`) ``unsendable``'s member makes a request that has no JSON form.
+GROUPS = f"""
+import pytest
+
+PROMPTS = {PROMPTS!r}
+LOOSE = dict({TIMING}, max_verbosity=3)
+
+@pytest.mark.bedrock_regression({TIMING}, group="release")
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_answer(bedrock_model, prompt):
+    bedrock_model.converse(prompt)
+
+@pytest.mark.bedrock_regression(group="broken", **LOOSE)
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_broken(bedrock_model, prompt):
+    bedrock_model.converse(prompt)
+    assert "invoice" not in prompt, "the application broke"
+
+@pytest.mark.bedrock_regression(group="picked", **LOOSE)
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_picked(bedrock_model, prompt):
+    bedrock_model.converse(prompt)
+"""
+
+PICK = ("-k", "not (test_picked and password)")
+
+UNSENDABLE = f"""
+import io
+import json
+
+import boto3
+import pytest
+
+@pytest.mark.bedrock_regression(group="unsendable")
+def test_file_body():
+    body = io.BytesIO(json.dumps({{"inputText": "Hi"}}).encode())
+    boto3.client("bedrock-runtime").invoke_model(modelId="{CUSTOM}verbose", body=body)
+"""
+
+UNREPLAYABLE = (
+    "bedrock_regression: the test's request to verbose cannot be replayed: body is a "
+    "BytesIO, which cannot be stored or sent again*"
+)
+
+XDIST = ("-n", "2")
+
+#: The pooled-gate scenarios run without xdist and with two workers, whose controller
+#: draws the groups' pairs once they have finished.
 DIST = pytest.mark.parametrize(
     "dist",
-    [(), pytest.param(("-n", "2"), marks=pytest.mark.skipif(not HAVE_XDIST, reason="no xdist"))],
+    [(), pytest.param(XDIST, marks=pytest.mark.skipif(not HAVE_XDIST, reason="no xdist"))],
     ids=["serial", "xdist"],
 )
 
 
+def groups_of(suite: pytest.Pytester) -> dict[str, dict[str, Any]]:
+    """The JSON report's ``groups`` entries by name."""
+    groups = json.loads((suite.path / "r.json").read_text())["groups"]
+    return {group["group"]: group for group in groups}
+
+
 @DIST
-def test_a_verbose_candidate_fails_the_group_not_its_members(
-    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, dist: tuple[str, ...]
+def test_each_group_of_a_session_is_one_verdict_over_its_members_requests(
+    suite: pytest.Pytester,
+    emulator_suite: Callable[..., pytest.Pytester],
+    monkeypatch: pytest.MonkeyPatch,
+    dist: tuple[str, ...],
 ) -> None:
     step_summary = suite.path / "step-summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
     suite.makeconftest(SEES_REPORTS)
-    result = run(suite, "verbose", *dist, *REPORTS, extra=', group="release"')
-    # The members pass on their own bounds (on the workers); the group's verdict fails.
-    result.assert_outcomes(passed=3, failed=1)
+    suite.makepyfile(test_suite=GROUPS, test_file_body=UNSENDABLE)
+    result = suite.runpytest(
+        "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "verbose", *dist, *PICK,
+        *REPORTS, "--bedrock-update-baseline",
+    )  # fmt: skip
+    # Members pass on their own bounds (on the workers), "release"'s verdict fails; so does
+    # "unsendable"'s, and under xdist its member too: its request cannot reach the controller.
+    # (xdist's controller does not count the tests its workers deselected.)
+    if dist:
+        result.assert_outcomes(passed=9, failed=4, deselected=0)
+    else:
+        result.assert_outcomes(passed=10, failed=3, deselected=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -136,9 +233,36 @@ def test_a_verbose_candidate_fails_the_group_not_its_members(
             "FAILED bedrock_regression[[]release[]] - *",
         ]
     )
-    group = group_entry(suite, "failed", 3)
-    assert sorted(group["tests"]) == sorted(f"test_suite.py::test_answer[{p}]" for p in PROMPTS)
-    assert verdict_case(suite).find("failure") is not None
+    result.stdout.fnmatch_lines(["*the application broke*", "bedrock_regression[[]broken[]] *pass"])
+    result.stdout.fnmatch_lines(["bedrock_regression[[]picked[]] *amazon.titan* pass"])
+    result.stdout.fnmatch_lines([UNREPLAYABLE])
+    if dist:  # the member says why; the group then has no request to draw pairs for
+        result.stdout.fnmatch_lines(
+            ["*bedrock_regression: the test made no completed call to the candidate verbose*"]
+        )
+    result.stdout.fnmatch_lines(["FAILED bedrock_regression[[]unsendable[]]*"])
+    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+
+    groups = groups_of(suite)
+    assert sorted(groups) == ["broken", "picked", "release", "unsendable"]
+    outcomes = {name: group["outcome"] for name, group in groups.items()}
+    assert outcomes == {
+        "release": "failed", "broken": "passed", "picked": "passed", "unsendable": "failed"
+    }  # fmt: skip
+    release = groups["release"]
+    assert sorted(release["tests"]) == sorted(f"test_suite.py::test_answer[{p}]" for p in PROMPTS)
+    assert release["regression"]["prompts"] == 3
+    tests = json.loads((suite.path / "r.json").read_text())["tests"]
+    members = [t for t in tests if t["nodeid"] in release["tests"]]
+    assert len(members) == 3 and all(t["regression"] is None for t in members)  # no own gate
+    # A member that failed in its body is the group's, but its requests are not.
+    assert len(groups["broken"]["tests"]) == 3 and groups["broken"]["regression"]["prompts"] == 2
+    # The verdict is over the selected tests.
+    picked = groups["picked"]
+    assert len(picked["tests"]) == 2 and not any("password" in t for t in picked["tests"])
+    assert picked["regression"]["prompts"] == 2
+    assert verdict_case(suite, "release").find("failure") is not None
+    assert verdict_case(suite, "picked").find("failure") is None
     # The members' prompts went to the controller, and no further: other plugins' hooks
     # (a report log) see the results, not the calls.
     seen = (suite.path / "seen.txt").read_text().split()
@@ -152,116 +276,44 @@ def test_a_verbose_candidate_fails_the_group_not_its_members(
         ]
     )
 
-
-@DIST
-def test_a_selection_keeps_the_verdict_over_the_selected_tests(
-    suite: pytest.Pytester, dist: tuple[str, ...]
-) -> None:
-    result = run(suite, "same", *dist, *GROUPED, "-k", "invoice or plan", *REPORTS)
-    # (xdist's controller does not count the tests its workers deselected)
-    result.assert_outcomes(passed=3, deselected=0 if dist else 1)
-    result.stdout.fnmatch_lines(["bedrock_regression[[]release[]] *pass"])
-    group = group_entry(suite, "passed", 2)
-    assert not any("password" in t for t in group["tests"])
-
-
-@DIST
-def test_a_member_that_fails_in_its_body_leaves_its_requests_out(
-    suite: pytest.Pytester, dist: tuple[str, ...]
-) -> None:
-    suite.makepyfile(
-        test_suite=SUITE.format(prompts=PROMPTS, extra="")
-        + "    assert 'invoice' not in prompt, 'the application broke'\n"
-    )
-    result = suite.runpytest(
-        "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same", *dist, *GROUPED, *REPORTS
-    )
-    result.assert_outcomes(passed=3, failed=1)  # two members and the verdict; the broken one
-    result.stdout.fnmatch_lines(
-        ["*the application broke*", "bedrock_regression[[]release[]] *pass"]
-    )
-    group = json.loads((suite.path / "r.json").read_text())["groups"][0]
-    assert len(group["tests"]) == 3 and group["regression"]["prompts"] == 2
-
-
-@pytest.mark.skipif(not HAVE_XDIST, reason="pytest-xdist is not installed")
-def test_under_xdist_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
-    suite.makepyfile(test_two=DISAGREE)
-    result = suite.runpytest(
-        "-p", "no:cacheprovider", "-n", "2", "--bedrock-model", CUSTOM + "same"
-    )
-    # A worker cannot end the run with a usage error: the test that disagrees fails with it.
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*group 'release': test_two.py::test_b and test_two.py::test_a*"])
-    assert "INTERNALERROR" not in result.stdout.str()
-
-
-# -- stored baselines: recorded and compared under bedrock_regression[NAME] ----------------------
-@pytest.mark.skipif(not HAVE_XDIST, reason="pytest-xdist is not installed")
-@pytest.mark.parametrize(
-    ("record", "compare"),
-    [((), ("-n", "2")), (("-n", "2"), ())],
-    ids=["xdist-compares", "xdist-records"],  # each records in one mode and compares in the other
-)
-def test_a_group_compares_with_its_stored_samples(
-    suite: pytest.Pytester, record: tuple[str, ...], compare: tuple[str, ...]
-) -> None:
-    recorded = run(suite, "verbose", *record, *GROUPED, "--bedrock-update-baseline")
-    recorded.stdout.fnmatch_lines(["bedrock: base samples recorded in *.bedrock-baseline.json"])
+    # The base's samples are stored under each group's name, not its members', one entry
+    # per prompt the verdict was over.
+    result.stdout.fnmatch_lines(["bedrock: base samples recorded in *.bedrock-baseline.json"])
     stored = json.loads((suite.path / ".bedrock-baseline.json").read_text())["tests"]
-    assert list(stored) == ["bedrock_regression[release]"]  # the group's, not its members'
-    assert len(stored["bedrock_regression[release]"]) == 3  # one entry per prompt
-    # A later run without a live base: the candidate is not a custom model the emulator knows.
-    (suite.path / "tox.ini").unlink(missing_ok=True)
-    suite.makeini(
-        """
-        [pytest]
-        bedrock_emulator = true
-        bedrock_emulator_profiles = profiles.toml
-        """
-    )
-    result = run(suite, "verbose", *compare, *GROUPED)
-    result.assert_outcomes(passed=3, failed=1)
+    assert {name: len(entries) for name, entries in stored.items()} == {
+        "bedrock_regression[release]": 3,
+        "bedrock_regression[broken]": 2,
+        "bedrock_regression[picked]": 2,
+    }
+    # A later run in the other mode (with xdist when this one ran without) and without a
+    # live base (the candidate is not a custom model the emulator knows) compares with them.
+    (suite.path / "test_file_body.py").unlink()  # nothing stored to compare with
+    emulator_suite(PROFILES, concurrency=4)
+    other = () if dist or not HAVE_XDIST else XDIST
+    result = suite.runpytest(
+        "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "verbose", *other, *PICK
+    )  # fmt: skip
+    result.assert_outcomes(passed=9, failed=2, deselected=0 if other else 1)
     result.stdout.fnmatch_lines(
         [
             "*bedrock_regression: candidate verbose is more verbose*than amazon.titan-text-express-v1 (stored)",
             "*3 prompt(s)*base from stored samples*",
         ]
     )
-    assert "no test used" not in result.stdout.str()  # the group used every stored entry
+    assert "no test used" not in result.stdout.str()  # the groups used every stored entry
 
 
 @pytest.mark.skipif(not HAVE_XDIST, reason="pytest-xdist is not installed")
-def test_under_xdist_a_member_whose_request_cannot_be_sent_fails_in_one_line(
-    suite: pytest.Pytester,
-) -> None:
-    suite.makepyfile(
-        test_file_body=f"""
-import io
-import json
-
-import boto3
-import pytest
-
-@pytest.mark.bedrock_regression(group="release")
-def test_file_body():
-    body = io.BytesIO(json.dumps({{"inputText": "Hi"}}).encode())
-    boto3.client("bedrock-runtime").invoke_model(modelId="{CUSTOM}verbose", body=body)
-"""
-    )
+def test_under_xdist_members_must_agree_on_the_gate(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_two=DISAGREE)
+    # One worker is enough: it is the worker, not the controller, that finds the mismatch.
     result = suite.runpytest(
-        "-p", "no:cacheprovider", "-n", "2", "--bedrock-model", CUSTOM + "verbose"
+        "-p", "no:cacheprovider", "-n", "1", "--bedrock-model", CUSTOM + "same"
     )
-    # The member says why; the group then has no request to draw pairs for.
-    result.assert_outcomes(failed=2)
-    result.stdout.fnmatch_lines(
-        [
-            "bedrock_regression: the test's request to verbose cannot be replayed: body is a "
-            "BytesIO, which cannot be stored or sent again*",
-            "*bedrock_regression: the test made no completed call to the candidate verbose*",
-        ]
-    )
-    assert "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    # A worker cannot end the run with a usage error: the test that disagrees fails with it.
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*group 'release': test_two.py::test_b and test_two.py::test_a*"])
+    assert "INTERNALERROR" not in result.stdout.str()
 
 
 def test_re_recording_some_of_a_group_keeps_the_other_prompts_samples(

@@ -85,6 +85,8 @@ def test_two_workers_one_summary_one_report_one_baseline(
         CONCISE,
         "--bedrock-baseline",
         BASE,
+        "--bedrock-concurrency",  # each gate draws its pairs four at a time
+        "4",
         "--bedrock-update-baseline",
         "--bedrock-baseline-file",
         "baseline.json",

@@ -24,10 +24,12 @@ MODEL = "amazon.nova-lite-v1:0"
 BASE = "amazon.titan-text-express-v1"
 
 #: $0.05 per 1,000 output tokens and input free: every call costs 20 * 0.05 / 1000 = $0.001.
+OUTPUT_PER_1K = 0.05
 PRICES = "".join(
-    f'[models."{model}"]\ninput_per_1k = 0\noutput_per_1k = 0.05\n' for model in (MODEL, BASE)
+    f'[models."{model}"]\ninput_per_1k = 0\noutput_per_1k = {OUTPUT_PER_1K}\n'
+    for model in (MODEL, BASE)
 )
-CALL_USD = 0.001
+CALL_USD = 20 * OUTPUT_PER_1K / 1000
 
 #: Four tests of one call each; a file per test tells the worker that ran it and the
 #: ledger the controller handed that worker.
@@ -84,34 +86,47 @@ def workers(suite: BedrockPytester) -> set[str]:
     return {worker for worker, _ in seen(suite)}
 
 
-def test_the_call_cap_is_the_sessions_across_workers(
+def test_the_caps_are_the_sessions_across_workers_and_costs_travel_to_the_controller(
     suite: BedrockPytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     suite.makepyfile(test_a=CALLS, test_b=CALLS)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the controller makes it
-    result = run(suite, "--bedrock-max-calls", "5")
+    # The cost cap is passed by the third call, two before the call cap is reached.
+    result = run(suite, "--bedrock-max-calls", "5", "--bedrock-max-cost", "0.0025")
     ledgers = {ledger for _, ledger in seen(suite)}
     assert workers(suite) == {"gw0", "gw1"}  # both workers called, into one ledger
     assert len(ledgers) == 1 and Path(ledgers.pop()).parent.parent == temporary
     assert list(temporary.iterdir()) == []  # removed when the session ended
-    result.assert_outcomes(passed=5, failed=3)  # each worker alone would have made all 4
+    # Each worker alone would have made all 4 calls; the 3 refused are the call cap's: the
+    # cost cap counts the tests' calls, never refuses them.
+    result.assert_outcomes(passed=5, failed=3)
     # The failures' own lines ("E   ..."): the short summary repeats them, cut to the terminal
     # width unless CI is set.
-    refused = [
-        line
-        for line in result.outlines
-        if line.startswith("E ") and "--bedrock-max-calls 5 reached" in line
-    ]
+    refused = [line for line in result.outlines if line.startswith("E ")]
     assert len(refused) == 3, result.outlines
+    assert all("--bedrock-max-calls 5 reached" in line for line in refused), refused
     result.stdout.fnmatch_lines(
         ["E   *CallCapReached: --bedrock-max-calls 5 reached: the plugin makes no more*"]
     )
+    said = [line for line in result.outlines if "spend passed --bedrock-max-cost $0.0025" in line]
+    assert len(said) == 1, result.outlines  # not once per worker
     doc = suite.json("r.json")
     assert calls_made(doc) == 5
-    assert sum(len(test["calls"]) for test in doc["tests"]) == 5
+    # Each test's calls, priced on its worker, reach the controller's report with their
+    # tokens; the totals add them up.
+    calls = [call for test in doc["tests"] for call in test["calls"]]
+    assert len(calls) == 5 and all(call["input_tokens"] > 0 for call in calls)
+    for test in doc["tests"]:
+        assert test["cost_usd"] == pytest.approx(
+            sum(call["output_tokens"] for call in test["calls"]) * OUTPUT_PER_1K / 1000,
+            rel=1e-9,
+        )
+    assert doc["spend"][MODEL]["input_tokens"] == sum(call["input_tokens"] for call in calls)
     assert doc["cost_usd"] == pytest.approx(5 * CALL_USD)
+    spend_line = next(line for line in result.outlines if line.startswith("Bedrock spend: "))
+    assert " — $0.005 total" in spend_line, spend_line
 
 
 def test_the_cost_cap_is_the_sessions_across_workers(suite: BedrockPytester) -> None:
@@ -132,13 +147,3 @@ def test_the_cost_cap_is_the_sessions_across_workers(suite: BedrockPytester) -> 
     assert sum(len(g["pairs"]) + g["warmup_pairs"] for g in gates) == 4
     assert calls_made(doc) == 10  # each worker alone would have drawn 4 pairs: 18 calls
     assert doc["cost_usd"] == pytest.approx(10 * CALL_USD)
-
-
-def test_passing_the_cost_cap_is_said_once_for_the_session(suite: BedrockPytester) -> None:
-    suite.makepyfile(test_a=CALLS, test_b=CALLS)
-    result = run(suite, "--bedrock-max-cost", "0.0025")
-    result.assert_outcomes(passed=8)  # the tests' calls are counted, never refused
-    assert workers(suite) == {"gw0", "gw1"}
-    said = [line for line in result.outlines if "spend passed --bedrock-max-cost $0.0025" in line]
-    assert len(said) == 1, result.outlines  # not once per worker
-    assert calls_made(suite.json("r.json")) == 8
