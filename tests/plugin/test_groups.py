@@ -285,11 +285,12 @@ def test_each_group_of_a_session_is_one_verdict_over_its_members_requests(
         "bedrock_regression[broken]": 2,
         "bedrock_regression[picked]": 2,
     }
-    # A later run in the other mode (with xdist when this one ran without) and without a
-    # live base (the candidate is not a custom model the emulator knows) compares with them.
+    # A later run in the other mode (with xdist when this one ran without: one worker does,
+    # the controller compares) and without a live base (the candidate is not a custom model
+    # the emulator knows) compares with them.
     (suite.path / "test_file_body.py").unlink()  # nothing stored to compare with
     emulator_suite(PROFILES, concurrency=4)
-    other = () if dist or not HAVE_XDIST else XDIST
+    other = () if dist or not HAVE_XDIST else ("-n", "1")
     result = suite.runpytest(
         "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "verbose", *other, *PICK
     )  # fmt: skip
