@@ -109,10 +109,10 @@ _AWS_VARIABLES = (
 
 
 #: What every pytest a test starts (pytester's, a subprocess, an ``-n`` worker) reads from
-#: ``PYTEST_ADDOPTS``, in place of the machine's: LangSmith's pytest plugin off. The
-#: ``clients`` extra brings it in with LangChain; no inner run uses it, and it costs each
-#: fresh interpreter about a second to import.
-INNER_ADDOPTS = "-p no:langsmith_plugin"
+#: ``PYTEST_ADDOPTS``, in place of the machine's: two third-party pytest plugins off that no
+#: inner run uses. LangSmith's (the ``clients`` extra brings it in with LangChain) costs each
+#: fresh interpreter about a second to import, anyio's (httpx brings it in) 0.15 s.
+INNER_ADDOPTS = "-p no:langsmith_plugin -p no:anyio"
 
 
 @pytest.fixture(autouse=True)
