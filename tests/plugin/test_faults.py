@@ -52,8 +52,12 @@ HEADER = f"""
 """
 
 
-def run(pytester: pytest.Pytester, tests: str, *args: str) -> pytest.RunResult:
-    write_suite(pytester, HEADER + tests, conftest=FRESH_DEFAULT_SESSION)
+#: Gates whose verdicts take many pairs draw four at a time (the verdict does not depend on it).
+FOUR_PAIRS = "bedrock_concurrency = 4\n"
+
+
+def run(pytester: pytest.Pytester, tests: str, *args: str, ini: str = "") -> pytest.RunResult:
+    write_suite(pytester, HEADER + tests, ini=ini, conftest=FRESH_DEFAULT_SESSION)
     return pytester.runpytest(
         "--bedrock-model",
         CONCISE,
@@ -66,12 +70,20 @@ def run(pytester: pytest.Pytester, tests: str, *args: str) -> pytest.RunResult:
 
 
 # -- throttling --------------------------------------------------------------------------------
-#: Run with a retry delay of 150 ms (THROTTLING_DELAY_S).
+#: The first test's client waits 150 ms between attempts (THROTTLING_DELAY_S, its botocore
+#: data directory in THROTTLING_DATA_PATH); the others give up or retry after RETRY_DELAY_S.
 THROTTLING = """
+    import os
+
+    import boto3
+
+
     # TTFT bound 300 ms: the profile's 20 ms passes even on a busy machine; the 2 x 150 ms
     # of backoff, were they counted in it, would not.
     @pytest.mark.bedrock_latency(max_ttft_ms=300)
-    def test_throttled_twice_then_answered(bedrock_emulator, bedrock_calls):
+    def test_throttled_twice_then_answered(bedrock_emulator, bedrock_calls, monkeypatch):
+        monkeypatch.setenv("AWS_DATA_PATH", os.environ["THROTTLING_DATA_PATH"])
+        boto3.setup_default_session()  # reads the data path anew
         bedrock_emulator.inject_error("ThrottlingException", model_id=CONCISE, times=2)
         assert support_bot.stream_answer(support_bot.make_client(), QUESTION).text
         (call,) = bedrock_calls
@@ -115,7 +127,7 @@ def test_throttling_and_model_not_ready(
     monkeypatch: pytest.MonkeyPatch,
     fixed_retry_delay: Callable[[float], Path],
 ) -> None:
-    monkeypatch.setenv("AWS_DATA_PATH", str(fixed_retry_delay(THROTTLING_DELAY_S)))
+    monkeypatch.setenv("THROTTLING_DATA_PATH", str(fixed_retry_delay(THROTTLING_DELAY_S)))
     result = run(pytester, THROTTLING)
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines(
@@ -207,7 +219,7 @@ BROKEN_STREAM = """
 
 
 def test_a_stream_that_breaks_mid_answer(pytester: pytest.Pytester) -> None:
-    result = run(pytester, BROKEN_STREAM)
+    result = run(pytester, BROKEN_STREAM, ini=FOUR_PAIRS)
     result.assert_outcomes(passed=1, failed=3)
     message = "An error occurred while streaming the response. Retry your request."
     result.stdout.fnmatch_lines(
@@ -243,15 +255,16 @@ def test_a_stream_that_breaks_mid_answer(pytester: pytest.Pytester) -> None:
 
 # -- --bedrock-timeout -------------------------------------------------------------------------
 #: Run with --bedrock-timeout 2: the fast call (about 80 ms) stays inside it even when an
-#: overloaded machine stretches it by more than a second; the slow one (about 3 s by its
-#: schedule) is always outside.
+#: overloaded machine stretches it by more than a second; the slow one (2.6 s by its
+#: schedule: 34 tokens, the first after 150 ms, then one every 75 ms; never sooner) is
+#: always outside.
 TIMEOUT = """
-    SLOW = "support.slow-service"  # 150 ms to the first token, about 40 tokens
+    SLOW = "support.slow-service"  # 150 ms to the first token, 34 tokens to this question
 
 
     @pytest.mark.bedrock_length(max_tokens=500)
     def test_slow_app_call(bedrock_emulator):
-        bedrock_emulator.set_profile(SLOW, ms_per_token=100)
+        bedrock_emulator.set_profile(SLOW, ms_per_token=75)
         support_bot.stream_answer(support_bot.make_client(), QUESTION, model=SLOW)
 
 
@@ -323,10 +336,6 @@ def test_bedrock_not_configured_skips_or_fails_with_require(pytester: pytest.Pyt
     required.assert_outcomes(passed=1, errors=1)
     required.stdout.fnmatch_lines([f"Bedrock is not configured (--bedrock-require): {missing}"])
     assert "Traceback" not in required.stdout.str()
-
-
-#: Gates whose verdicts take many pairs draw four at a time (the verdict does not depend on it).
-FOUR_PAIRS = "bedrock_concurrency = 4\n"
 
 
 # -- a session with 30% throttling still reaches the right verdicts -----------------------------

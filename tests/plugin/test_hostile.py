@@ -477,7 +477,8 @@ def test_two_recording_runs_at_once_keep_both_entries(tmp_path: Path) -> None:
 # -- Ctrl-C ---------------------------------------------------------------------------------------------
 # The slow gate never decides (identical models, a huge budget) and is interrupted. Each call
 # takes about 1.2 s, so pairs queued up front (as a pool would) would hold the exit for many
-# seconds after Ctrl-C; pairs drawn lazily in daemon threads do not.
+# seconds after Ctrl-C; pairs drawn lazily in daemon threads do not. (The model of the test
+# that finishes first answers at once: its result only has to be there.)
 SLOW_PROFILES = f"""\
 [defaults]
 family = "titan"
@@ -492,29 +493,51 @@ answer_tokens_spread = 0.3
 
 [models."{CANDIDATE}"]
 like = "{BASE}"
+
+[models."amazon.nova-lite-v1:0"]
+family = "nova"
+ttft_ms = 5
+ms_per_token = 0.5
+answer_tokens = 10
 """
 
-INTERRUPTED = """
+# The gate's test touches "gate-started" when its body is done, and "warmed-up" as soon as
+# the emulator has answered the gate's warm-up pair (the base's first call and the
+# candidate's second): the run is then inside the first look's pairs.
+INTERRUPTED = f"""
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 def test_first(bedrock_model):
-    bedrock_model.converse("Hello")
+    bedrock_model.with_model("amazon.nova-lite-v1:0").converse("Hello")
+
+def warmed_up(emulator):
+    models = [r.model_id for r in emulator.requests]
+    return models.count("{BASE}") >= 1 and models.count("{CANDIDATE}") >= 2
 
 @pytest.mark.bedrock_regression(budget=1000, max_slowdown=1.001, max_verbosity=1.001, max_ttft_slowdown=1.001)
-def test_gate(bedrock_model):
+def test_gate(bedrock_model, bedrock_emulator):
     bedrock_model.converse("How do I reset my password?")
+
+    def watch():
+        while not warmed_up(bedrock_emulator):
+            time.sleep(0.01)
+        Path("warmed-up").touch()
+
+    threading.Thread(target=watch, daemon=True).start()
     Path("gate-started").touch()
 """
 
 
-def _interrupt_when(process: subprocess.Popen[str], flag: Path, after: float) -> float:
+def _interrupt_when(process: subprocess.Popen[str], flag: Path, after: float = 0.0) -> float:
     deadline = time.monotonic() + 60
     while not flag.exists():
         assert process.poll() is None, process.communicate()[0]
-        assert time.monotonic() < deadline, "the gate never started"
-        time.sleep(0.05)
+        assert time.monotonic() < deadline, f"no {flag.name} within 60 s"
+        time.sleep(0.01)
     time.sleep(after)
     process.send_signal(signal.SIGINT)
     return time.monotonic()
@@ -537,9 +560,9 @@ def test_ctrl_c_ends_a_gate_at_once_and_the_session_writes_what_it_has(tmp_path:
         "--junitxml",
         "junit.xml",
     )
-    # Past the warm-up pair (about 2.4 s), inside the first look's five pairs, one at a time:
-    # a pool would finish the pairs queued for the look (about 11 s more) before the run ends.
-    sent = _interrupt_when(process, tmp_path / "gate-started", after=3.3)
+    # Past the warm-up pair (about 2.4 s), inside the first look's six pairs, one at a time:
+    # a pool would finish the pairs queued for the look (about 12 s more) before the run ends.
+    sent = _interrupt_when(process, tmp_path / "warmed-up")
     output = process.communicate(timeout=60)[0]
     took = time.monotonic() - sent
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
@@ -574,7 +597,8 @@ def test_ctrl_c_before_any_result_does_not_leave_the_previous_report(tmp_path: P
         "--bedrock-update-baseline",
         "test_interrupted.py::test_gate",
     )
-    _interrupt_when(process, tmp_path / "gate-started", after=1.0)
+    # In the gate's warm-up pair, before any test has a result.
+    _interrupt_when(process, tmp_path / "gate-started", after=0.2)
     output = process.communicate(timeout=60)[0]
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
     report = json.loads((tmp_path / "report.json").read_text())

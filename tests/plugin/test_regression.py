@@ -48,6 +48,33 @@ answer_tokens_spread = 0.6
 #: Timing tolerances at least two times away from the unchanged (x1) and the slow (x6) fine-tune.
 TIMING = "max_slowdown=2, max_ttft_slowdown=2"
 
+# For gates whose subject is not time (verbosity, call budgets, stored baselines, failed
+# pairs, where the base comes from): 12-token answers, a few ms each, and timing tolerances
+# no busy machine reaches (UNTIMED). The verbose fine-tune still answers x1.5 the tokens.
+QUICK_PROFILES = f"""
+[defaults]
+family = "titan"
+ttft_ms = 10
+ms_per_token = 0.5
+jitter = 0.15
+answer_tokens = 12
+prompt_spread = 0.3
+answer_tokens_spread = 0.05
+seed = 3
+
+[models."{BASE}"]
+
+[models."{CUSTOM}same"]
+like = "{BASE}"
+
+[models."{CUSTOM}verbose"]
+like = "{BASE}"
+answer_tokens = 18
+"""
+
+#: Timing tolerances for the QUICK_PROFILES gates: time is not what they are about.
+UNTIMED = "max_slowdown=100, max_ttft_slowdown=100"
+
 GATE_TEST = """
 import pytest
 
@@ -60,6 +87,11 @@ def test_gate(bedrock_model):
 @pytest.fixture
 def suite(emulator_suite: Callable[..., pytest.Pytester]) -> pytest.Pytester:
     return emulator_suite(PROFILES, baseline=BASE, concurrency=4)
+
+
+@pytest.fixture
+def quick(emulator_suite: Callable[..., pytest.Pytester]) -> pytest.Pytester:
+    return emulator_suite(QUICK_PROFILES, baseline=BASE, concurrency=4)
 
 
 def gate(
@@ -113,15 +145,15 @@ def test_a_marker_tolerance_overrides_the_default(suite: pytest.Pytester) -> Non
     gate(suite, "slow", marker="max_slowdown=18, max_ttft_slowdown=2").assert_outcomes(passed=1)
 
 
-def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> None:
-    result = gate(suite, "verbose", "--bedrock-report", "report.json")
+def test_the_json_report_holds_every_pair_for_audit(quick: pytest.Pytester) -> None:
+    result = gate(quick, "verbose", "--bedrock-report", "report.json", marker=UNTIMED)
     result.assert_outcomes(failed=1)
-    document = json.loads((suite.path / "report.json").read_text())
+    document = json.loads((quick.path / "report.json").read_text())
     regression = document["tests"][0]["regression"]
     assert regression["base"] == BASE and regression["candidate"] == CUSTOM + "verbose"
     pairs = regression["pairs"]
     # Every pair drawn is there: as many as the metric that took longest to settle used
-    # (output tokens settle at 10; a noisy machine can keep ms/token going longer).
+    # (output tokens settle at 10, the untimed metrics sooner).
     counts = {m["key"]: m["pairs"] for m in regression["metrics"]}
     assert len(pairs) == max(counts.values()) and counts["output_tokens"] >= 10, counts
     assert {p["order"] for p in pairs} <= {"candidate-first", "base-first"}
@@ -134,37 +166,44 @@ def test_the_json_report_holds_every_pair_for_audit(suite: pytest.Pytester) -> N
     assert spend[BASE]["calls"] == len(pairs) + 1
 
 
-def test_a_call_budget_ends_the_gate_as_marginal(suite: pytest.Pytester) -> None:
-    # 21 calls: 1 by the test body, 2 for the warm-up pair, 9 pairs; a marginal FAIL needs
-    # the candidate significantly slower than the base: at --bedrock-confidence 0.9, 9 pairs
-    # of a 4x slowdown show it whatever the jitter
-    result = gate(suite, "slow", "--bedrock-max-calls", "21", "--bedrock-confidence", "0.9")
+# The call budget ends a verbose fine-tune's gate before its verbosity FAIL (10 pairs at the
+# earliest): a marginal FAIL needs the candidate significantly more verbose than the base,
+# which 9 pairs of x1.5 token counts show at --bedrock-confidence 0.9, however busy the
+# machine (no delay changes a token count).
+def test_a_call_budget_ends_the_gate_as_marginal(quick: pytest.Pytester) -> None:
+    # 21 calls: 1 by the test body, 2 for the warm-up pair, 9 pairs.
+    result = gate(
+        quick, "verbose", "--bedrock-max-calls", "21", "--bedrock-confidence", "0.9", marker=UNTIMED
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*marginal: call budget exhausted (--bedrock-max-calls)*"])
-    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)*"])
+    result.stdout.fnmatch_lines(["  output tokens  x* FAIL (marginal) (9 pairs)*"])
 
 
-def test_the_test_bodys_own_calls_count_toward_the_call_budget(suite: pytest.Pytester) -> None:
+def test_the_test_bodys_own_calls_count_toward_the_call_budget(quick: pytest.Pytester) -> None:
     # 22 calls: 1 by the test body, 2 for the warm-up pair, then only 9 pairs fit (not 10).
-    result = gate(suite, "slow", "--bedrock-max-calls", "22", "--bedrock-confidence", "0.9")
-    result.stdout.fnmatch_lines(["  ms/token       x* FAIL (marginal) (9 pairs)*"])
-
-
-def test_lenient_policy_passes_a_marginal_fail_with_a_warning(suite: pytest.Pytester) -> None:
     result = gate(
-        suite,
-        "slow",
+        quick, "verbose", "--bedrock-max-calls", "22", "--bedrock-confidence", "0.9", marker=UNTIMED
+    )
+    result.stdout.fnmatch_lines(["  output tokens  x* FAIL (marginal) (9 pairs)*"])
+
+
+def test_lenient_policy_passes_a_marginal_fail_with_a_warning(quick: pytest.Pytester) -> None:
+    result = gate(
+        quick,
+        "verbose",
         "--bedrock-max-calls",
         "21",
         "--bedrock-regression-policy",
         "lenient",
         "--bedrock-confidence",
         "0.9",
+        marker=UNTIMED,
     )
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
-            "*bedrock_regression: ms/token x* > 2.00 is marginal after 9 pairs; passed because policy is lenient*"
+            "*bedrock_regression: output tokens x* > 1.15 is marginal after 9 pairs; passed because policy is lenient*"
         ]
     )
 
@@ -183,21 +222,21 @@ def test_too_much_noise_for_the_budget_says_how_many_pairs_it_would_take(
     )
 
 
-def test_a_failed_request_drops_its_pair(suite: pytest.Pytester) -> None:
-    suite.makepyfile(
+def test_a_failed_request_drops_its_pair(quick: pytest.Pytester) -> None:
+    quick.makepyfile(
         test_gate=f"""
         import pytest
 
-        @pytest.mark.bedrock_regression(budget=10, {TIMING})
+        @pytest.mark.bedrock_regression(budget=10, {UNTIMED})
         def test_gate(bedrock_model, bedrock_emulator):
             bedrock_model.converse("How do I reset my password?")
             bedrock_emulator.inject_error("ModelErrorException", model_id="{BASE}", times=2)
         """
     )
-    result = suite.runpytest(
+    result = quick.runpytest(
         "-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same", "--bedrock-report", "r.json"
     )
-    regression = json.loads((suite.path / "r.json").read_text())["tests"][0]["regression"]
+    regression = json.loads((quick.path / "r.json").read_text())["tests"][0]["regression"]
     assert regression["dropped_pairs"] + regression["warmup_pairs"] >= 1
     assert any(
         "ModelErrorException from Bedrock for model amazon.titan-text-express-v1" in e
@@ -209,7 +248,7 @@ def test_a_failed_request_drops_its_pair(suite: pytest.Pytester) -> None:
 def test_the_base_comes_from_the_control_plane_for_a_custom_model(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makefile(".toml", profiles=PROFILES)
+    pytester.makefile(".toml", profiles=QUICK_PROFILES)
     pytester.makepyfile(
         test_gate="""
         import boto3
@@ -228,10 +267,10 @@ def test_the_base_comes_from_the_control_plane_for_a_custom_model(
             # moto's state is the process's: a later emulator in it must not know the model.
             boto3.client("bedrock").delete_custom_model(modelIdentifier="support-v3")
 
-        @pytest.mark.bedrock_regression(budget=10, {TIMING})
+        @pytest.mark.bedrock_regression(budget=10, {UNTIMED})
         def test_gate(bedrock_model):
             bedrock_model.converse("How do I reset my password?")
-        """.replace("{TIMING}", TIMING)
+        """.replace("{UNTIMED}", UNTIMED)
     )
     result = pytester.runpytest(
         "-p",
@@ -270,8 +309,13 @@ def test_an_imported_model_asks_for_a_base(pytester: pytest.Pytester) -> None:
 class TestStoredBaselines:
     RUN = ("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "verbose")
 
+    @pytest.fixture
+    def suite(self, quick: pytest.Pytester) -> pytest.Pytester:
+        # Bookkeeping of stored samples, and a verbosity verdict: the quick profiles.
+        return quick
+
     def record(self, suite: pytest.Pytester) -> Path:
-        suite.makepyfile(test_gate=GATE_TEST.format(args=f"budget=10, {TIMING}"))
+        suite.makepyfile(test_gate=GATE_TEST.format(args=f"budget=10, {UNTIMED}"))
         result = suite.runpytest(*self.RUN, "--bedrock-update-baseline")
         result.stdout.fnmatch_lines(["bedrock: base samples recorded in *.bedrock-baseline.json"])
         return suite.path / ".bedrock-baseline.json"
@@ -314,7 +358,7 @@ class TestStoredBaselines:
         self.record(suite)
         suite.makepyfile(
             test_gate="def test_other():\n    pass\n",
-            test_b=GATE_TEST.format(args=f"budget=10, {TIMING}"),
+            test_b=GATE_TEST.format(args=f"budget=10, {UNTIMED}"),
         )
         result = suite.runpytest(*self.RUN)
         result.stdout.fnmatch_lines(
