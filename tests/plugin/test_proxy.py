@@ -97,6 +97,14 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
+def quick_emulator() -> Iterator[Emulator]:
+    """The same answers without the wait, for tests of what is forwarded, not when."""
+    quick = {MODEL: {**PROFILES[MODEL], "ttft_ms": 10, "ms_per_token": 1}}
+    with Emulator(profiles={"models": quick}) as emu:
+        yield emu
+
+
+@pytest.fixture
 def dummy_aws(clean_aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -155,13 +163,16 @@ def test_an_unreachable_upstream_is_one_line(
 
 
 def test_the_proxy_forwards_streams_unchanged_and_keeps_no_credentials(
-    emulator: Emulator,
+    quick_emulator: Emulator,
 ) -> None:
     secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-    with Proxy(emulator.url) as proxy:
+    with Proxy(quick_emulator.url) as proxy:
         kwargs = {"region_name": "us-east-1", "aws_access_key_id": "AKIDEXAMPLE"}
         direct = boto3.client(
-            "bedrock-runtime", endpoint_url=emulator.url, aws_secret_access_key=secret, **kwargs
+            "bedrock-runtime",
+            endpoint_url=quick_emulator.url,
+            aws_secret_access_key=secret,
+            **kwargs,
         )
         proxied = boto3.client(
             "bedrock-runtime", endpoint_url=proxy.url, aws_secret_access_key=secret, **kwargs
@@ -178,9 +189,9 @@ def test_the_proxy_forwards_streams_unchanged_and_keeps_no_credentials(
         assert proxy.stats.requests == 1 and proxy.stats.upstream_errors == 0
 
 
-def test_the_command_line_proxy_prints_each_call(emulator: Emulator) -> None:
+def test_the_command_line_proxy_prints_each_call(quick_emulator: Emulator) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest_bedrock_latency.emulator", "--upstream", emulator.url],
+        [sys.executable, "-m", "pytest_bedrock_latency.emulator", "--upstream", quick_emulator.url],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -188,7 +199,7 @@ def test_the_command_line_proxy_prints_each_call(emulator: Emulator) -> None:
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert first.startswith(f"Bedrock measuring proxy to {emulator.url} listening on ")
+        assert first.startswith(f"Bedrock measuring proxy to {quick_emulator.url} listening on ")
         url = first.rsplit(" ", 1)[1].strip()
         client = boto3.client(
             "bedrock-runtime",

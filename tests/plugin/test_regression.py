@@ -416,8 +416,8 @@ def test_bad_marker_arguments_are_usage_errors(
     result.assert_outcomes()
 
 
-def test_a_gate_on_unstreamed_calls_fails_not_measured(suite: pytest.Pytester) -> None:
-    suite.makepyfile(
+def test_a_gate_on_unstreamed_calls_fails_not_measured(quick: pytest.Pytester) -> None:
+    quick.makepyfile(
         test_gate="""
 import pytest
 
@@ -426,7 +426,7 @@ def test_gate(bedrock_model):
     bedrock_model.converse("How do I reset my password?", stream=False)
 """
     )
-    result = suite.runpytest("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same")
+    result = quick.runpytest("-p", "no:cacheprovider", "--bedrock-model", CUSTOM + "same")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
