@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -759,7 +760,7 @@ def test_a_none_tolerance_under_xdist_fails_the_test_not_the_controller(
 ) -> None:
     pytest.importorskip("xdist")
     bedrock_pytester.makepyfile(test_none=NONE_TOLERANCE.format(name="max_slowdown"))
-    result = bedrock_pytester.run("-n", "2")
+    result = bedrock_pytester.run("-n", "1")  # one worker is xdist enough: a fresh interpreter less
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*max_slowdown must be a ratio of at least 1.0, got None*"])
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
@@ -933,7 +934,12 @@ def test_the_endpoint_url_ignored_under_the_emulator_is_said(
 
 def test_an_unreachable_emulator_is_not_explained_as_a_missing_profile(
     bedrock_pytester: BedrockPytester,
+    monkeypatch: pytest.MonkeyPatch,
+    fixed_retry_delay: Callable[[float], Path],
 ) -> None:
+    # The plugin's client retries the refused connection without botocore's random backoff.
+    monkeypatch.setenv("AWS_RETRY_MODE", "legacy")
+    monkeypatch.setenv("AWS_DATA_PATH", str(fixed_retry_delay(0.001)))
     bedrock_pytester.makepyfile(
         test_gone="""
         def test_gone(bedrock_emulator, bedrock_model):
@@ -983,8 +989,8 @@ def test_the_timeout_holds_for_a_test_that_only_uses_the_fixture(
     bedrock_pytester: BedrockPytester,
 ) -> None:
     bedrock_pytester.profiles(
-        # Each token is quick (no read times out), the whole answer is not: 20 ms x 40.
-        "[defaults]\nttft_ms = 10\nms_per_token = 20\nanswer_tokens = 40\njitter = 0.0\n"
+        # Each token is quick (no read times out), the whole answer is not: 12 ms x 40.
+        "[defaults]\nttft_ms = 10\nms_per_token = 12\nanswer_tokens = 40\njitter = 0.0\n"
         'answer_tokens_spread = 0.0\n[models."amazon.nova-lite-v1:0"]\nfamily = "nova"\n'
     )
     bedrock_pytester.makepyfile(
