@@ -115,6 +115,34 @@ _AWS_VARIABLES = (
 INNER_ADDOPTS = "-p no:langsmith_plugin -p no:anyio"
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselection
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N``, start each worker on one of the suite's longest tests.
+
+    xdist's ``worksteal`` scheduler hands each worker a contiguous share of the collection
+    and lets an idle worker take the *end* of the longest remaining queue. Tests marked
+    ``long_running`` (seconds of the emulator's real time each, the client matrix sessions
+    up to 15 s) would otherwise sit in the first worker's share, one after the other, and
+    finish the run alone. Here each share begins with every N-th of them; the rest keep
+    their order, so a module's tests stay together with its module-scoped fixtures.
+    Every worker computes the same order (xdist checks that the collections agree).
+    """
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    long_running = [item for item in items if item.get_closest_marker("long_running")]
+    if workers < 2 or not long_running:
+        return
+    rest = [item for item in items if not item.get_closest_marker("long_running")]
+    ordered: list[pytest.Item] = []
+    remaining = len(items)
+    for share in range(workers):  # worksteal's split: remaining // workers left, in turn
+        size = remaining // (workers - share)
+        remaining -= size
+        head = long_running[share::workers]
+        ordered += head + rest[: max(size - len(head), 0)]
+        del rest[: max(size - len(head), 0)]
+    items[:] = ordered + rest
+
+
 @pytest.fixture(autouse=True)
 def _inner_addopts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if "pytester" in request.fixturenames:

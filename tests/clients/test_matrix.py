@@ -98,6 +98,7 @@ def _line(row: dict[str, Any]) -> str:
     return f"{row['row']}: {row['measured']}/{row['served']} calls measured ({agent}); {row.get('compared', '')} {figures}"
 
 
+@pytest.mark.long_running
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_client_is_measured_and_right(
     pytester: pytest.Pytester,

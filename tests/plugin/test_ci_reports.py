@@ -498,6 +498,7 @@ def _fast_profiles(workspace: Path) -> str:
     return f"--bedrock-emulator-profiles {shlex.quote(str(workspace / 'fast-profiles.toml'))}"
 
 
+@pytest.mark.long_running
 def test_the_release_gate_workflow_runs_against_the_emulator(workspace: Path) -> None:
     yaml = pytest.importorskip("yaml")
     workflow = yaml.safe_load((EXAMPLES / "ci" / "release-gate.yml").read_text())
@@ -584,6 +585,7 @@ def test_the_release_gate_workflow_runs_against_the_emulator(workspace: Path) ->
     assert "FAIL" in summary.read_text()
 
 
+@pytest.mark.long_running
 def test_the_predeploy_script_gates_the_three_fine_tunes(workspace: Path, tmp_path: Path) -> None:
     script = workspace / "examples" / "ci" / "predeploy.sh"
     done = subprocess.run(

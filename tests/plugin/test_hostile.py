@@ -548,6 +548,7 @@ def _interrupt_when(process: subprocess.Popen[str], flag: Path, after: float = 0
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+@pytest.mark.long_running
 def test_ctrl_c_ends_a_gate_at_once_and_the_session_writes_what_it_has(tmp_path: Path) -> None:
     (tmp_path / "profiles.toml").write_text(SLOW_PROFILES)
     (tmp_path / "pytest.ini").write_text(

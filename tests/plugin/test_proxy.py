@@ -112,6 +112,7 @@ def dummy_aws(clean_aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
+@pytest.mark.long_running
 def test_a_service_in_another_process_is_measured_and_gated(
     bedrock_pytester: BedrockPytester,
     emulator: Emulator,

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -79,6 +81,7 @@ def _lengths(calls: list[dict[str, Any]]) -> dict[str, set[int]]:
     return out
 
 
+@pytest.mark.long_running
 def test_record_then_replay_keeps_timing_verbosity_and_rates(
     bedrock_pytester: BedrockPytester, machine_busy: Callable[[], bool]
 ) -> None:
