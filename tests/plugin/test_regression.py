@@ -11,18 +11,16 @@ import pytest
 BASE = "amazon.titan-text-express-v1"
 CUSTOM = "arn:aws:bedrock:us-east-1:123456789012:custom-model/"
 
-# Small times keep a gate to a second or two; jitter and length spread keep it honest.
-# Verdicts must hold on a machine whose cores are all busy, where scheduling delays move a
-# 40-token stream's ms/token or TTFT by tens of percent: the gates here allow x2 in time
-# (TIMING), the slow fine-tune is x6 per token, and token counts (which no delay changes)
-# keep the default x1.15 against a x1.5 verbose fine-tune.
-PROFILES = f"""
+
+def _profiles(*, ttft_ms: float, ms_per_token: float, answer_tokens: int) -> str:
+    """A base, an unchanged and a x1.5 verbose fine-tune of it, answering at these times."""
+    return f"""
 [defaults]
 family = "titan"
-ttft_ms = 40
-ms_per_token = 1.0
+ttft_ms = {ttft_ms}
+ms_per_token = {ms_per_token}
 jitter = 0.15
-answer_tokens = 40
+answer_tokens = {answer_tokens}
 prompt_spread = 0.3
 answer_tokens_spread = 0.05
 seed = 3
@@ -34,8 +32,18 @@ like = "{BASE}"
 
 [models."{CUSTOM}verbose"]
 like = "{BASE}"
-answer_tokens = 60
+answer_tokens = {answer_tokens * 3 // 2}
+"""
 
+
+# Small times keep a gate to a second or two; jitter and length spread keep it honest.
+# Verdicts must hold on a machine whose cores are all busy, where scheduling delays move a
+# 40-token stream's ms/token or TTFT by tens of percent: the gates here allow x2 in time
+# (TIMING), the slow fine-tune is x6 per token, and token counts (which no delay changes)
+# keep the default x1.15 against a x1.5 verbose fine-tune.
+PROFILES = (
+    _profiles(ttft_ms=40, ms_per_token=1.0, answer_tokens=40)
+    + f"""
 [models."{CUSTOM}slow"]
 like = "{BASE}"
 ms_per_token = 6.0
@@ -44,33 +52,15 @@ ms_per_token = 6.0
 like = "{BASE}"
 answer_tokens_spread = 0.6
 """
+)
 
 #: Timing tolerances at least two times away from the unchanged (x1) and the slow (x6) fine-tune.
 TIMING = "max_slowdown=2, max_ttft_slowdown=2"
 
 # For gates whose subject is not time (verbosity, call budgets, stored baselines, failed
 # pairs, where the base comes from): 12-token answers, a few ms each, and timing tolerances
-# no busy machine reaches (UNTIMED). The verbose fine-tune still answers x1.5 the tokens.
-QUICK_PROFILES = f"""
-[defaults]
-family = "titan"
-ttft_ms = 10
-ms_per_token = 0.5
-jitter = 0.15
-answer_tokens = 12
-prompt_spread = 0.3
-answer_tokens_spread = 0.05
-seed = 3
-
-[models."{BASE}"]
-
-[models."{CUSTOM}same"]
-like = "{BASE}"
-
-[models."{CUSTOM}verbose"]
-like = "{BASE}"
-answer_tokens = 18
-"""
+# no busy machine reaches (UNTIMED).
+QUICK_PROFILES = _profiles(ttft_ms=10, ms_per_token=0.5, answer_tokens=12)
 
 #: Timing tolerances for the QUICK_PROFILES gates: time is not what they are about.
 UNTIMED = "max_slowdown=100, max_ttft_slowdown=100"
