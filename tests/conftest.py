@@ -175,6 +175,23 @@ def _busy() -> bool:
 
 
 @pytest.fixture(scope="session")
+def matplotlib_loaded() -> bool:
+    """Whether matplotlib (the ``plot`` extra) is installed; if so, it is imported now.
+
+    A test that draws pictures in this process, or whose in-process pytester run does,
+    asks for this first: pytester unloads what a run imported, and numpy (under matplotlib)
+    cannot be imported a second time in one process. Imported only by the workers that run
+    such a test, not at every worker's collection (0.4 s of CPU each).
+    """
+    try:
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
 def machine_busy() -> Callable[[], bool]:
     """``machine_busy()``: whether the machine has no core to spare, right now.
 

@@ -9,6 +9,7 @@ Bedrock tests.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -34,16 +35,8 @@ from pytest_bedrock_latency import plot
 from pytest_bedrock_latency.benchmark_bridge import benchmark_entries, series
 from pytest_bedrock_latency.results import TestResult
 
-try:  # imported before any pytester snapshot of sys.modules: numpy cannot be loaded twice per process
-    import matplotlib.backends.backend_agg
-    import matplotlib.figure  # noqa: F401
-
-    HAVE_MATPLOTLIB = True
-except ImportError:
-    HAVE_MATPLOTLIB = False
-
 needs_matplotlib = pytest.mark.skipif(
-    not HAVE_MATPLOTLIB,
+    importlib.util.find_spec("matplotlib") is None,
     reason="matplotlib is not installed (pip install 'pytest-bedrock-latency[plot]')",
 )
 
@@ -356,6 +349,7 @@ def _results(run: Run) -> list[TestResult]:
 
 
 @needs_matplotlib
+@pytest.mark.usefixtures("matplotlib_loaded")
 def test_plot_draws_one_picture_per_gated_test(ci: Run, tmp_path: Path) -> None:
     results = _results(ci)
     paths = plot.plot_gates(results, tmp_path / "plots")

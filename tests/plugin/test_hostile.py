@@ -204,6 +204,7 @@ def test_gate(bedrock_model):
 """
 
 
+@pytest.mark.usefixtures("matplotlib_loaded")  # the inner run imports it to draw
 def test_an_unwritable_output_is_one_line_and_the_others_are_written(
     bedrock_pytester: BedrockPytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
