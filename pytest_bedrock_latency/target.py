@@ -26,6 +26,8 @@ NOT_FOUND_HINT = (
 # boto3, botocore and moto cost a few hundred milliseconds to import; a run whose tests
 # never touch Bedrock must not pay that, so they are imported where used.
 if TYPE_CHECKING:
+    import boto3
+
     from .clients import Clients, Target
     from .emulator import Emulator
     from .emulator.proxy import Proxy
@@ -55,26 +57,29 @@ class EnvironmentPatch:
         self._saved.clear()
 
 
-def aws_config_problem(aws_profile: str | None) -> str | None:
-    """Why boto3 cannot make a session from the AWS config files and profile, or None."""
+def aws_config_problem(aws_profile: str | None) -> tuple[str | None, boto3.Session | None]:
+    """Why boto3 cannot make a session from the AWS config files and profile (or None), and
+    the session when it could."""
     import boto3
     from botocore.exceptions import BotoCoreError
 
     from .clients import session_problem
 
     try:
-        boto3.Session(profile_name=aws_profile)
+        return None, boto3.Session(profile_name=aws_profile)
     except BotoCoreError as error:
-        return session_problem(error, aws_profile)
-    return None
+        return session_problem(error, aws_profile), None
 
 
-def has_credentials() -> bool:
-    """Whether boto3 finds credentials of its own (then the emulator's dummy keys are not set)."""
+def has_credentials(session: boto3.Session | None = None) -> bool:
+    """Whether boto3 finds credentials of its own (then the emulator's dummy keys are not set).
+
+    ``session``: one of the default profile to ask (each new session costs milliseconds).
+    """
     import boto3
 
     try:
-        return boto3.Session().get_credentials() is not None
+        return (session or boto3.Session()).get_credentials() is not None
     except Exception:  # a broken profile: our dummy keys would not be used anyway
         return True
 
@@ -115,7 +120,7 @@ class BedrockTarget:
             return self.emulator if self._own_emulator else None
         # boto3 reads the AWS config files for every client, the application's too: a
         # broken file or unknown profile would fail each test with a botocore traceback.
-        problem = aws_config_problem(settings.aws_profile)
+        problem, session = aws_config_problem(settings.aws_profile)
         if problem is not None:
             raise pytest.UsageError(f"--bedrock-emulator: {problem}")
         self.emulator = self._start_emulator()
@@ -128,7 +133,8 @@ class BedrockTarget:
         self.environment.set("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", url)
         self.environment.set("AWS_ENDPOINT_URL_BEDROCK", url)
         self.environment.set("AWS_BEDROCK_RUNTIME_ENDPOINT", url)
-        if not has_credentials():
+        # The application's clients take the default profile: that session only if it is one.
+        if not has_credentials(session if settings.aws_profile is None else None):
             self.environment.set("AWS_ACCESS_KEY_ID", "testing")
             self.environment.set("AWS_SECRET_ACCESS_KEY", "testing")
         if not (
