@@ -23,6 +23,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -385,16 +386,30 @@ class Instrumentation:
 
 
 def _caller() -> str:
-    """``at file:line`` of the first frame outside botocore, boto3 and this plugin."""
+    """``at file:line`` of the code that made a client: the first frame outside botocore,
+    boto3 and this plugin, and outside installed packages when there is such a frame.
+
+    Libraries wrap the client factories (langchain-aws replaces ``boto3.client`` and
+    ``Session.client`` at import to add its user agent): their wrapper is not where the
+    client was made, the user's line that called it is.
+    """
+    installed_frame = None
     frame = sys._getframe(2)
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if not name.startswith(
             ("botocore", "boto3", "aiobotocore", "aioboto3", __package__ or "-")
         ):
-            return f"at {frame.f_code.co_filename}:{frame.f_lineno}"
+            where = f"at {frame.f_code.co_filename}:{frame.f_lineno}"
+            if not _INSTALLED.intersection(Path(frame.f_code.co_filename).parts):
+                return where
+            installed_frame = installed_frame or where
         frame = frame.f_back  # type: ignore[assignment]
-    return "(location unknown)"
+    return installed_frame or "(location unknown)"
+
+
+#: Directories that hold installed packages, not the user's code.
+_INSTALLED = frozenset({"site-packages", "dist-packages"})
 
 
 def _redirect_request(url: str, request: Any = None, **_: Any) -> None:

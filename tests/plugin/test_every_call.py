@@ -184,6 +184,54 @@ def test_clients_created_at_conftest_import_are_answered_by_the_emulator(
     assert "AWS_BEDROCK_RUNTIME_ENDPOINT" not in os.environ  # restored after the session
 
 
+#: An installed library that wraps boto3's client factories at import, as langchain-aws does
+#: (to add its user agent to every client of the process).
+UA_WRAPPER = """
+import boto3
+
+ORIGINAL = boto3.client
+
+def client(*args, **kwargs):
+    return ORIGINAL(*args, **kwargs)
+
+boto3.client = client
+"""
+
+WRAPPED_CONFTEST = """
+import sys, pathlib
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "site-packages"))
+import ua_wrapper  # noqa: F401  (replaces boto3.client)
+import boto3
+
+REAL = "https://bedrock-runtime.us-east-1.amazonaws.com"
+MADE_HERE = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=REAL)  # line 7
+"""
+
+
+def test_a_client_made_through_a_librarys_wrapper_is_named_by_the_users_line(
+    bedrock_pytester: BedrockPytester,
+) -> None:
+    (bedrock_pytester.path / "site-packages").mkdir()
+    (bedrock_pytester.path / "site-packages" / "ua_wrapper.py").write_text(UA_WRAPPER)
+    bedrock_pytester.pytester.makeconftest(WRAPPED_CONFTEST)
+    bedrock_pytester.makepyfile(
+        test_wrapped=f"""
+        import conftest
+
+        def test_call(bedrock_emulator):
+            conftest.MADE_HERE.converse(
+                modelId="{MODEL}", messages=[{{"role": "user", "content": [{{"text": "Hi"}}]}}]
+            )
+        """
+    )
+    result = bedrock_pytester.run()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["bedrock: a bedrock-runtime client created at *conftest.py:7 was aimed at *"]
+    )
+    result.stdout.no_fnmatch_line("*created at *ua_wrapper.py*")
+
+
 def test_the_ini_setting_is_offline_before_conftest_import_too(
     bedrock_pytester: BedrockPytester,
 ) -> None:

@@ -119,6 +119,7 @@ def test_a_verbose_fine_tune_fails_with_the_split(suite: pytest.Pytester) -> Non
     assert "Traceback" not in result.stdout.str()
 
 
+@pytest.mark.long_running
 def test_a_slower_fine_tune_fails_on_ms_per_token(suite: pytest.Pytester) -> None:
     result = gate(suite, "slow")
     result.assert_outcomes(failed=1)
