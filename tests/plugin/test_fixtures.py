@@ -297,23 +297,6 @@ def test_an_unknown_region_skips_with_a_clear_reason(
     )
 
 
-def test_the_emulator_keeps_credentials_the_machine_has(
-    bedrock_pytester: BedrockPytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-example")
-    bedrock_pytester.makepyfile(
-        test_env="""
-        import os
-
-        def test_inside(bedrock_model):
-            assert os.environ["AWS_ACCESS_KEY_ID"] == "AKIDEXAMPLE"  # no dummy keys over them
-            bedrock_model.converse("Hi")
-        """
-    )
-    bedrock_pytester.run().assert_outcomes(passed=1)
-
-
 def test_the_plugin_restores_endpoint_and_credentials_environment(
     bedrock_pytester: BedrockPytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
