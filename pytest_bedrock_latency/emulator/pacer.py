@@ -191,10 +191,6 @@ class _Lane:
                 if not ready:
                     wake_at = self._heap[0][0] if self._heap else float("inf")
                     self._sleeping_until = wake_at
-            if not ready:
-                finished, self._finished = self._finished, []
-                for stream in finished:
-                    stream.done.set()
             if ready:
                 for _, _, kind, stream, token in ready:
                     if kind == _DUE:
@@ -204,6 +200,9 @@ class _Lane:
                         gone.__cause__ = TimeoutError("the client took nothing for the timeout")
                         self._finish(stream, gone)
                 continue
+            finished, self._finished = self._finished, []
+            for stream in finished:
+                stream.done.set()
             timeout = None if wake_at == float("inf") else max(0.0, wake_at - now)
             for key, _ in self._selector.select(timeout):
                 if key.data is None:
