@@ -128,18 +128,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Every worker computes the same order (xdist checks that the collections agree).
     """
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
-    long_running = [item for item in items if item.get_closest_marker("long_running")]
+    long_running: list[pytest.Item] = []
+    rest: list[pytest.Item] = []
+    for item in items:
+        (long_running if item.get_closest_marker("long_running") else rest).append(item)
     if workers < 2 or not long_running:
         return
-    rest = [item for item in items if not item.get_closest_marker("long_running")]
     ordered: list[pytest.Item] = []
     remaining = len(items)
     for share in range(workers):  # worksteal's split: remaining // workers left, in turn
         size = remaining // (workers - share)
         remaining -= size
         head = long_running[share::workers]
-        ordered += head + rest[: max(size - len(head), 0)]
-        del rest[: max(size - len(head), 0)]
+        fill = max(size - len(head), 0)
+        ordered += head + rest[:fill]
+        del rest[:fill]
     items[:] = ordered + rest
 
 

@@ -3,10 +3,11 @@
 An inner pytest session (``suite/``) per group of client libraries runs a marked test per
 client against the embedded emulator at 200 ms to the first token and 20 ms per token. Each row
 checks that the plugin measured exactly the calls the emulator served, within 3 % of the
-emulator's schedule (on a machine with no core to spare: its best call within 10 %). A client that is not installed skips its row, with the reason (the
-``clients`` extra installs them; aioboto3 pins its own botocore and runs in its own
-environment in CI). Several sessions, not one for all: the timing is real time (about
-1.5 s a row), so under ``pytest -n`` the groups spread over the workers.
+emulator's schedule (on a machine with no core to spare: its best call within 10 %). A
+client that is not installed skips its row, with the reason (the ``clients`` extra installs
+them; aioboto3 pins its own botocore and runs in its own environment in CI). Several
+sessions, not one for all: the timing is real time (about 1.5 s a row), so under
+``pytest -n`` the groups spread over the workers.
 """
 
 from __future__ import annotations
