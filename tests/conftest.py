@@ -146,6 +146,70 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = ordered + rest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _botocore_files_parsed_once() -> Iterator[None]:
+    """Each of botocore's data files is parsed once in this process, not once per session.
+
+    botocore gives every new session a loader of its own, which parses the bundled JSON
+    files again: the endpoints file alone costs about 30 ms of CPU at the first client of
+    each session. The plugin makes a session in every pytest run, and the suite makes
+    hundreds of runs in-process: sharing the parsed files took the suite's CPU from about
+    91 to 77 s. ``botocore.register_initializer`` is botocore's own hook on new sessions.
+    Each session still gets its own loader, made when botocore would make it, on the same
+    data path (``AWS_DATA_PATH``, e.g. a test's ``_retry.json``); only what it read of the
+    files is shared (as botocore shares it among the clients of one session): their parsed
+    contents, and which ones exist (each loader asks for every service botocore knows).
+    """
+    import botocore
+    from botocore.loaders import JSONFileLoader, Loader
+
+    register = getattr(botocore, "register_initializer", None)  # not in old botocore
+    if register is None:
+        yield
+        return
+    parsed: dict[str, Any] = {}
+    found: set[str] = set()
+
+    class ParsedOnce(JSONFileLoader):
+        def exists(self, file_path: str) -> bool:  # asked for every service of botocore's
+            if file_path not in found and super().exists(file_path):
+                found.add(file_path)
+            return file_path in found
+
+        def load_file(self, file_path: str) -> Any:
+            if file_path not in parsed:
+                data = super().load_file(file_path)
+                if data is None:  # no such file (yet): look again next time
+                    return None
+                parsed[file_path] = data
+            return parsed[file_path]
+
+    files = ParsedOnce()
+
+    def share_parsed_files(session: Any) -> None:
+        def make_loader() -> Loader:  # botocore.loaders.create_loader, with the shared files
+            data_path = session.get_config_variable("data_path")
+            paths = data_path.split(os.pathsep) if data_path is not None else []
+            extra = [os.path.expanduser(os.path.expandvars(path)) for path in paths]
+            return Loader(extra_search_paths=extra, file_loader=files)
+
+        session.lazy_register_component("data_loader", make_loader)
+
+    register(share_parsed_files)
+    yield
+    botocore.unregister_initializer(share_parsed_files)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _inner_addopts_before_any_fixture() -> Iterator[None]:
+    """:data:`INNER_ADDOPTS` for the pytest runs module-scoped fixtures start, too (they are
+    set up before any function-scoped fixture; without it each run loaded LangSmith's plugin,
+    0.7 s of CPU)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _inner_addopts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if "pytester" in request.fixturenames:

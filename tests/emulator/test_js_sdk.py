@@ -36,6 +36,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.long_running
 def test_default_js_client_streams_with_the_profiles_figures() -> None:
     with Emulator(profiles=PROFILE) as emu:
         done = subprocess.run(
