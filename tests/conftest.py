@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import importlib
 import json
 import os
@@ -115,6 +116,15 @@ _AWS_VARIABLES = (
 INNER_ADDOPTS = "-p no:langsmith_plugin -p no:anyio"
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What the collection loaded stays for the whole run: out of the garbage collector's way.
+
+    Every full collection walks every object the process tracks, and a worker holds botocore,
+    the client libraries and the collected suite: about 70 ms each, 4 s of the suite's CPU.
+    """
+    gc.freeze()
+
+
 @pytest.hookimpl(trylast=True)  # after -k / -m deselection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``pytest -n N``, start each worker on one of the suite's longest tests.
@@ -185,13 +195,21 @@ def _botocore_files_parsed_once() -> Iterator[None]:
             return parsed[file_path]
 
     files = ParsedOnce()
+    listings: dict[tuple[tuple[str, ...], str], list[str]] = {}
+
+    class ListedOnce(Loader):
+        def list_available_services(self, type_name: str) -> list[str]:  # a directory walk
+            key = (tuple(self.search_paths), type_name)
+            if key not in listings:
+                listings[key] = super().list_available_services(type_name)
+            return listings[key]
 
     def share_parsed_files(session: Any) -> None:
         def make_loader() -> Loader:  # botocore.loaders.create_loader, with the shared files
             data_path = session.get_config_variable("data_path")
             paths = data_path.split(os.pathsep) if data_path is not None else []
             extra = [os.path.expanduser(os.path.expandvars(path)) for path in paths]
-            return Loader(extra_search_paths=extra, file_loader=files)
+            return ListedOnce(extra_search_paths=extra, file_loader=files)
 
         session.lazy_register_component("data_loader", make_loader)
 
