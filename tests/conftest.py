@@ -166,9 +166,10 @@ def _botocore_files_parsed_once() -> Iterator[None]:
     hundreds of runs in-process: sharing the parsed files took the suite's CPU from about
     91 to 77 s. ``botocore.register_initializer`` is botocore's own hook on new sessions.
     Each session still gets its own loader, made when botocore would make it, on the same
-    data path (``AWS_DATA_PATH``, e.g. a test's ``_retry.json``); only what it read of the
-    files is shared (as botocore shares it among the clients of one session): their parsed
-    contents, and which ones exist (each loader asks for every service botocore knows).
+    data path (``AWS_DATA_PATH``, e.g. a test's ``_retry.json``); only what loaders read is
+    shared, as botocore shares it among the clients of one session: the parsed files, which
+    files exist, and the listing of botocore's services on a search path (every new loader
+    walks the directory of each of them).
     """
     import botocore
     from botocore.loaders import JSONFileLoader, Loader
