@@ -231,9 +231,10 @@ def _inner_addopts_before_any_fixture() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _inner_addopts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """:data:`INNER_ADDOPTS` again for a test with ``pytester``, which clears it when it starts."""
     if "pytester" in request.fixturenames:
-        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
-    monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
+        request.getfixturevalue("pytester")
+        monkeypatch.setenv("PYTEST_ADDOPTS", INNER_ADDOPTS)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 from support_bot.testing import (
     BASE,
     CONCISE,
+    FOUR_PAIRS,
     VERBOSE,
     isolate_environment,
     load_report,
@@ -375,7 +376,7 @@ def test_regression_gate_replays_the_app_requests_with_the_model_swapped(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, candidate: str, passes: bool
 ) -> None:
     monkeypatch.setenv("SUPPORT_BOT_MODEL_ID", candidate)
-    write_suite(pytester, GATE_SUITE, ini="bedrock_concurrency = 4\n")  # four pairs at a time
+    write_suite(pytester, GATE_SUITE, ini=FOUR_PAIRS)
     result = pytester.runpytest("--bedrock-baseline", BASE, "--bedrock-report", "report.json")
     result.assert_outcomes(passed=2 if passes else 1, failed=0 if passes else 1)
     if not passes:

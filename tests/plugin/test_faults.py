@@ -14,6 +14,7 @@ import pytest
 from support_bot.testing import (
     BASE,
     CONCISE,
+    FOUR_PAIRS,
     FRESH_DEFAULT_SESSION,
     VERBOSE,
     isolate_environment,
@@ -50,10 +51,6 @@ HEADER = f"""
     VERBOSE = "{VERBOSE}"
     QUESTION = "How do I reset my password?"
 """
-
-
-#: Gates whose verdicts take many pairs draw four at a time (the verdict does not depend on it).
-FOUR_PAIRS = "bedrock_concurrency = 4\n"
 
 
 def run(pytester: pytest.Pytester, tests: str, *args: str, ini: str = "") -> pytest.RunResult:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from support_bot.testing import FOUR_PAIRS
 
 if TYPE_CHECKING:  # the fixture's class, from tests/conftest.py
     from conftest import BedrockPytester
@@ -82,10 +83,8 @@ def no_traceback(result: pytest.RunResult) -> None:
 
 def gate_suite(bedrock_pytester: BedrockPytester) -> None:
     bedrock_pytester.profiles(GATE_PROFILES)
-    # Four pairs at a time: the gates here are about files and messages, not the draw.
-    bedrock_pytester.pytester.makeini(
-        f"[pytest]\nbedrock_baseline = {BASE}\nbedrock_concurrency = 4\n"
-    )
+    # The gates here are about files and messages, not the draw.
+    bedrock_pytester.pytester.makeini(f"[pytest]\nbedrock_baseline = {BASE}\n{FOUR_PAIRS}")
 
 
 # -- output paths that are knowably wrong: usage errors before any paid call ------------------------
@@ -420,7 +419,7 @@ def test_two_recording_runs_at_once_keep_both_entries(tmp_path: Path) -> None:
     (tmp_path / "profiles.toml").write_text(GATE_PROFILES)
     (tmp_path / "pytest.ini").write_text(
         f"[pytest]\nbedrock_emulator = true\nbedrock_emulator_profiles = profiles.toml\n"
-        f"bedrock_baseline = {BASE}\nbedrock_concurrency = 4\n"
+        f"bedrock_baseline = {BASE}\n{FOUR_PAIRS}"
     )
     (tmp_path / "conftest.py").write_text(MEET_AT_THE_END)
     (tmp_path / "test_a.py").write_text(GATED.format(suffix="_a"))
